@@ -1,0 +1,25 @@
+"""The `dashvault` command: Django's management commands plus dashvault's own.
+
+    dashvault serve          HTTPS server (migrates first in embedded mode)
+    dashvault createorg      a new organization and its first admin
+    dashvault createstaff    a platform staff member
+    dashvault keys rotate    a new master key; re-wraps every organization's data key
+    dashvault demo           the demo organization "Acme" (once)
+    dashvault help           every command
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashvault.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line([os.path.basename(sys.argv[0]), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Org admins manage groups (members and granted dashboards) and organization settings."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from dashvault.orgs import actions
+from dashvault.orgs.forms import GroupForm, OrgSettingsForm
+from dashvault.orgs.models import Group
+from dashvault.policy.access import access_group, require_org_admin
+from dashvault.policy.principal import Principal, member_required
+
+
+@require_GET
+@member_required
+def group_list(request: HttpRequest, principal: Principal) -> HttpResponse:
+    require_org_admin(principal)
+    groups = Group.objects.filter(org=principal.org).prefetch_related("members", "dashboards")
+    return render(request, "orgs/group_list.html", {"groups": groups})
+
+
+def _group_form(
+    request: HttpRequest, principal: Principal, group: Group | None
+) -> HttpResponse:
+    initial = {}
+    if group is not None:
+        initial = {"name": group.name, "members": group.members.all(), "dashboards": group.dashboards.all()}
+    form = GroupForm(request.POST or None, org=principal.org, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = actions.do_save_group(
+                principal.org,  # type: ignore[arg-type]  # members always have an org
+                group,
+                name=form.cleaned_data["name"],
+                members=form.cleaned_data["members"],
+                dashboards=form.cleaned_data["dashboards"],
+                acting=principal.user,
+                ip=principal.ip,
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Group saved.")
+            return redirect("group_edit", group_id=saved.pk)
+    context = {"form": form, "group": group}
+    return render(request, "orgs/group_form.html", context, status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def group_new(request: HttpRequest, principal: Principal) -> HttpResponse:
+    require_org_admin(principal)
+    return _group_form(request, principal, None)
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def group_edit(request: HttpRequest, principal: Principal, group_id: str) -> HttpResponse:
+    return _group_form(request, principal, access_group(principal, group_id))
+
+
+@require_POST
+@member_required
+def group_delete(request: HttpRequest, principal: Principal, group_id: str) -> HttpResponse:
+    group = access_group(principal, group_id)
+    actions.do_delete_group(group, acting=principal.user, ip=principal.ip)
+    messages.success(request, "Group deleted.")
+    return redirect("group_list")
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def org_settings(request: HttpRequest, principal: Principal) -> HttpResponse:
+    require_org_admin(principal)
+    org = principal.org
+    assert org is not None  # members always have an org
+    initial = {"name": org.name, "time_zone": org.time_zone, "require_mfa": org.require_mfa}
+    form = OrgSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        actions.do_update_org(org, **form.cleaned_data, acting=principal.user, ip=principal.ip)
+        messages.success(request, "Settings saved.")
+        return redirect("org_settings")
+    return render(request, "orgs/settings.html", {"form": form}, status=400 if form.errors else 200)

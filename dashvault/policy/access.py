@@ -1,0 +1,66 @@
+"""`access_*`: the only way a request reaches a tenant-owned object.
+
+Contract for every function here: the lookup is scoped to the principal's organization first,
+so another org's object raises Http404 exactly as a missing one does (no names, no counts).
+A principal lacking the role for the *kind* of object raises PermissionDenied (403) before any
+lookup, so a 403 never reveals whether an object exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from dashvault.accounts.models import User
+from dashvault.dashboards.models import Dashboard
+from dashvault.orgs.models import Group
+from dashvault.policy import rules
+from dashvault.policy.principal import Principal
+
+
+def _uuid(value: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Http404 from None
+
+
+def require_org_admin(principal: Principal) -> None:
+    """Raise PermissionDenied unless the principal administers its organization."""
+    if not rules.is_org_admin(principal):
+        raise PermissionDenied("Only organization admins can do this.")
+
+
+def access_dashboard(
+    principal: Principal, dashboard_id: object, *, need: Literal["view", "edit"] = "view"
+) -> Dashboard:
+    """The dashboard if the principal may view it (404 otherwise, also when it exists in this
+    org but none of the principal's groups grant it); `need="edit"` also requires the editor or
+    admin role (403)."""
+    if need == "edit" and not rules.can_edit_dashboards(principal):
+        raise PermissionDenied("Only editors and admins can change dashboards.")
+    try:
+        return rules.visible_dashboards(principal).get(id=_uuid(dashboard_id))
+    except Dashboard.DoesNotExist:
+        raise Http404 from None
+
+
+def access_member(principal: Principal, user_id: object) -> User:
+    """A user of the principal's org, for an org admin (403 for other roles)."""
+    require_org_admin(principal)
+    try:
+        return User.objects.get(org=principal.org, id=_uuid(user_id))
+    except User.DoesNotExist:
+        raise Http404 from None
+
+
+def access_group(principal: Principal, group_id: object) -> Group:
+    """A group of the principal's org, for an org admin (403 for other roles)."""
+    require_org_admin(principal)
+    try:
+        return Group.objects.get(org=principal.org, id=_uuid(group_id))
+    except Group.DoesNotExist:
+        raise Http404 from None

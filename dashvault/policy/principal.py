@@ -1,0 +1,78 @@
+"""Who is asking: the principal behind a request (session user now; kiosk links, API tokens
+and staff grants join later) and the organization it acts in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from dashvault.accounts.models import User
+    from dashvault.orgs.models import Organization
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "member" (a user of an org) or "staff" (platform staff, no org)
+    user: User
+    org: Organization | None
+    role: str | None
+    ip: str | None
+
+    @property
+    def is_member(self) -> bool:
+        return self.kind == "member" and self.org is not None
+
+
+def principal_from_request(request: HttpRequest) -> Principal | None:
+    """The request's principal, or None when anonymous. Cached on the request."""
+    if hasattr(request, "_principal"):
+        return request._principal  # type: ignore[no-any-return]  # set below
+    principal = None
+    user = request.user
+    if user.is_authenticated and user.is_active:
+        ip = request.META.get("REMOTE_ADDR")
+        if user.is_platform_staff:
+            principal = Principal("staff", user, None, None, ip)
+        else:
+            principal = Principal("member", user, user.org, user.role, ip)
+    request._principal = principal  # type: ignore[attr-defined]  # per-request cache
+    return principal
+
+
+def member_required(view: Any) -> Any:
+    """Decorate a view taking (request, principal, ...): an org member must be signed in.
+
+    Anonymous → the sign-in page; platform staff (no org) → 403, since staff reach customer
+    data only through a logged access grant (audit issue).
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        principal = principal_from_request(request)
+        if principal is None:
+            return redirect_to_login(request.get_full_path())
+        if not principal.is_member:
+            raise PermissionDenied("Platform staff see customer data only through an access grant.")
+        return view(request, principal, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def staff_required(view: Any) -> Any:
+    """Decorate a view taking (request, principal, ...): platform staff only (others 404)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        principal = principal_from_request(request)
+        if principal is None:
+            return redirect_to_login(request.get_full_path())
+        if principal.kind != "staff":
+            raise Http404
+        return view(request, principal, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return wrapper

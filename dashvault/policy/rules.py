@@ -1,0 +1,32 @@
+"""Policy decisions: pure questions about what a principal may do. Each condition on its line."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from dashvault.accounts.models import Role
+from dashvault.dashboards.models import Dashboard
+from dashvault.policy.principal import Principal
+
+
+def is_org_admin(principal: Principal) -> bool:
+    return principal.is_member and principal.role == Role.ADMIN
+
+
+def can_edit_dashboards(principal: Principal) -> bool:
+    return principal.is_member and principal.role in (Role.ADMIN, Role.EDITOR)
+
+
+def visible_dashboards(principal: Principal) -> QuerySet[Dashboard]:
+    """Dashboards the principal may view: all of the org's for admins, else the union of the
+    dashboards granted to the principal's groups. Always filtered by the principal's org."""
+    if not principal.is_member:
+        return Dashboard.objects.none()
+    dashboards = Dashboard.objects.filter(org=principal.org)
+    if principal.role == Role.ADMIN:
+        return dashboards
+    granted = dashboards.filter(
+        granted_to__members=principal.user,
+        granted_to__org=principal.org,
+    )
+    return dashboards.filter(id__in=granted.values("id"))

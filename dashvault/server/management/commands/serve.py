@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from dashvault.server.run import serve
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve dashvault over HTTPS (a self-signed certificate is generated in embedded mode). "
+        "A second, plain-HTTP port only redirects to HTTPS."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=8443, help="HTTPS port (default 8443)")
+        parser.add_argument(
+            "--redirect-port", type=int, default=8080,
+            help="plain-HTTP port that redirects to HTTPS (default 8080; 0 turns it off)",
+        )
+        parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.EMBEDDED and not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        serve(options["host"], options["port"], options["redirect_port"] or None)

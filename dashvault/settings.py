@@ -1,0 +1,246 @@
+"""dashvault settings: every knob is a DASHVAULT_* environment variable (docs/CONFIGURATION.md).
+
+Two modes:
+- embedded (default): SQLite under the data directory, in-process cache, secrets generated
+  into the data directory with mode 0600 on first start;
+- production: secrets must be given; start-up refuses missing or default ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+from dashvault.lib.clientip import parse_networks
+from dashvault.lib.config import envbool, envint, envlist, envsecret, envstr, generated_secret
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(envstr("DATA_DIR", "./data")).resolve()
+MODE = envstr("MODE", "embedded")
+if MODE not in ("embedded", "production"):
+    raise ImproperlyConfigured("DASHVAULT_MODE must be embedded or production")
+EMBEDDED = MODE == "embedded"
+DEBUG = False  # never: error pages would leak settings and data
+
+SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY:
+    if not EMBEDDED:
+        raise ImproperlyConfigured("DASHVAULT_SECRET_KEY (or _FILE) is required in production")
+    SECRET_KEY = generated_secret(DATA_DIR / "keys" / "secret_key", nbytes=48)
+if len(SECRET_KEY) < 40 or SECRET_KEY.startswith("django-insecure") or len(set(SECRET_KEY)) < 8:
+    raise ImproperlyConfigured("DASHVAULT_SECRET_KEY is too short or a known default")
+
+# The master keyring wraps every organization's data key (dashvault.orgs.keys). Inline keys
+# (DASHVAULT_MASTER_KEYS) or a file; embedded mode generates the file on first use.
+MASTER_KEYS = envstr("MASTER_KEYS")
+MASTER_KEYS_FILE = envstr("MASTER_KEYS_FILE") or (
+    str(DATA_DIR / "keys" / "master.keys") if EMBEDDED and not MASTER_KEYS else ""
+)
+if not (MASTER_KEYS or MASTER_KEYS_FILE):
+    raise ImproperlyConfigured("DASHVAULT_MASTER_KEYS or DASHVAULT_MASTER_KEYS_FILE is required")
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))
+TLS_CERT = envstr("TLS_CERT")  # PEM files; embedded mode generates a self-signed pair
+TLS_KEY = envstr("TLS_KEY")
+HTTP_THREADS = envint("HTTP_THREADS", 8, minimum=1)  # WSGI worker threads per process
+PUBLIC_URL = envstr("PUBLIC_URL", "https://localhost:8443")  # for links made outside a request
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.usersessions",
+    "csp",
+    "dashvault.orgs",
+    "dashvault.accounts",
+    "dashvault.dashboards",
+    "dashvault.audit",
+    "dashvault.server",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "dashvault.accounts.middleware.SessionPolicyMiddleware",
+]
+
+ROOT_URLCONF = "dashvault.urls"
+WSGI_APPLICATION = "dashvault.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dashvault.policy.context.principal",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = envstr("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "dashvault.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers run during a write; IMMEDIATE avoids upgrade deadlocks.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    # Shared by every process: login throttling and (later) rate limits and live updates.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
+PASSWORD_HASHERS = ["dashvault.accounts.hashers.OwaspArgon2PasswordHasher"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# One-time set-password links (Django's token generator) expire after this long.
+PASSWORD_RESET_TIMEOUT = envint("SET_PASSWORD_HOURS", 72, minimum=1) * 3600
+
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_ADAPTER = "dashvault.accounts.adapter.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_EMAIL_VERIFICATION = "none"  # admins create accounts; the link proves the address
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False  # keep this session; the others end (accounts.signals)
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_RATE_LIMITS = {
+    # Failed sign-ins: per client address and per account (the e-mail typed, so unknown and
+    # known accounts lock alike). Stored in the cache: Redis when configured.
+    "login_failed": envstr("LOGIN_FAILED_LIMIT", "10/m/ip,5/5m/key"),
+    "login": "30/m/ip",
+    "reset_password": "5/m/ip,3/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "change_password": "5/m/user",
+}
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_TOTP_ISSUER = "dashvault"
+MFA_PASSKEY_LOGIN_ENABLED = False
+USERSESSIONS_TRACK_ACTIVITY = False  # SessionPolicyMiddleware touches sessions itself
+
+# Sessions: Secure, HttpOnly, SameSite cookies with the __Host- prefix (no Domain, Path=/).
+SESSION_COOKIE_NAME = "__Host-dv_session"
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Strict would drop the cookie on SSO redirects back to us
+SESSION_IDLE_SECONDS = envint("SESSION_IDLE_MINUTES", 60, minimum=1) * 60
+SESSION_ABSOLUTE_SECONDS = envint("SESSION_ABSOLUTE_HOURS", 12, minimum=1) * 3600
+SESSION_COOKIE_AGE = SESSION_IDLE_SECONDS
+CSRF_COOKIE_NAME = "__Host-dv_csrf"
+CSRF_COOKIE_SECURE = True
+CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "dashvault.server.views.csrf_failure"
+
+# Transport and browser hardening (DESIGN C11).
+SECURE_SSL_REDIRECT = True
+SECURE_HSTS_SECONDS = 31536000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = envbool("HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # data: for the TOTP QR code
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_AUTOREFRESH = False
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+EMAIL_MODE = envstr("EMAIL", "file" if EMBEDDED else "smtp")
+DEFAULT_FROM_EMAIL = envstr("MAIL_FROM", "dashvault@localhost")
+if EMAIL_MODE == "file":
+    # Embedded mode writes mail to files under the data directory instead of the console, so
+    # addresses and sign-in links never land in the server's output (no personal data in logs).
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = DATA_DIR / "outbox"
+elif EMAIL_MODE == "smtp":
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = envstr("SMTP_HOST", "localhost")
+    EMAIL_PORT = envint("SMTP_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = envstr("SMTP_USER")
+    EMAIL_HOST_PASSWORD = envsecret("SMTP_PASSWORD")
+    EMAIL_USE_TLS = envbool("SMTP_STARTTLS", True)
+else:
+    raise ImproperlyConfigured("DASHVAULT_EMAIL must be file or smtp")
+
+# Password hashing is the costliest thing an anonymous client can make us do: cap how many run
+# at once (accounts.hashers) so a flood of sign-ins queues instead of starving the machine.
+PASSWORD_HASH_CONCURRENCY = envint("HASH_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import include, path
+
+from dashvault.accounts import views as accounts
+from dashvault.dashboards import views as dashboards
+from dashvault.orgs import views as orgs
+from dashvault.server import views as server
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    raise Http404
+
+
+urlpatterns = [
+    path("", server.home, name="home"),
+    # People do not manage their own e-mail addresses: admins (or SSO) own identities.
+    path("accounts/email/", not_found),
+    path("accounts/", include("allauth.urls")),
+    path("dashboards/", dashboards.dashboard_list, name="dashboard_list"),
+    path("dashboards/new/", dashboards.dashboard_new, name="dashboard_new"),
+    path("dashboards/<uuid:dashboard_id>/", dashboards.dashboard_detail, name="dashboard_detail"),
+    path("org/members/", accounts.member_list, name="member_list"),
+    path("org/members/new/", accounts.member_add, name="member_add"),
+    path("org/members/<uuid:user_id>/", accounts.member_detail, name="member_detail"),
+    path("org/members/<uuid:user_id>/role/", accounts.member_role, name="member_role"),
+    path("org/members/<uuid:user_id>/active/", accounts.member_active, name="member_active"),
+    path("org/members/<uuid:user_id>/link/", accounts.member_link, name="member_link"),
+    path("org/groups/", orgs.group_list, name="group_list"),
+    path("org/groups/new/", orgs.group_new, name="group_new"),
+    path("org/groups/<uuid:group_id>/", orgs.group_edit, name="group_edit"),
+    path("org/groups/<uuid:group_id>/delete/", orgs.group_delete, name="group_delete"),
+    path("org/settings/", orgs.org_settings, name="org_settings"),
+    path("staff/", server.staff_home, name="staff_home"),
+]
