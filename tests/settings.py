@@ -1,0 +1,24 @@
+"""Test settings: the real settings module, on a throwaway data directory, fast hasher first."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DASHVAULT_DATA_DIR", tempfile.mkdtemp(prefix="dashvault-test-"))
+if os.environ.get("DASHVAULT_TEST_ON_POSTGRES"):
+    os.environ["DASHVAULT_DATABASE_URL"] = os.environ.get(
+        "DASHVAULT_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"
+    )
+
+from dashvault.settings import *  # noqa: E402, F403
+
+# Argon2 at OWASP cost is tested on its own (test_hasher); everything else hashes fast.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "dashvault.accounts.hashers.OwaspArgon2PasswordHasher",
+]
+# No collectstatic in unit tests: plain storage (the served server uses the manifest storage).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_AUTOREFRESH = True
