@@ -31,7 +31,9 @@ def resolve_client(scope: Scope, trusted: tuple[Any, ...]) -> Scope:
     """A copy of `scope` with `client` and `scheme` as seen through trusted proxies."""
     peer, port = scope.get("client") or ("", 0)
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    scope = dict(scope, client=(client_address(peer, headers.get("x-forwarded-for"), trusted), port))
+    scope = dict(
+        scope, client=(client_address(peer, headers.get("x-forwarded-for"), trusted), port)
+    )
     if is_trusted(peer, trusted):
         proto = headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
         if proto == "https":
@@ -47,7 +49,7 @@ class Router:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         scope = resolve_client(scope, self.trusted)
         if scope["type"] == "http":
-            return await self.http(scope, receive, send)
+            return await self.http(scope, receive, send)  # type: ignore[arg-type]  # a plain dict scope
         # No websocket routes yet: refuse the handshake.
         await send({"type": "websocket.close", "code": 1008})
 

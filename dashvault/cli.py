@@ -1,11 +1,11 @@
 """The `dashvault` command: Django's management commands plus dashvault's own.
 
-    dashvault serve          HTTPS server (migrates first in embedded mode)
-    dashvault createorg      a new organization and its first admin
-    dashvault createstaff    a platform staff member
-    dashvault keys rotate    a new master key; re-wraps every organization's data key
-    dashvault demo           the demo organization "Acme" (once)
-    dashvault help           every command
+dashvault serve          HTTPS server (migrates first in embedded mode)
+dashvault createorg      a new organization and its first admin
+dashvault createstaff    a platform staff member
+dashvault keys rotate    a new master key; re-wraps every organization's data key
+dashvault demo           the demo organization "Acme" (once)
+dashvault help           every command
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ if not SECRET_KEY:
     if not EMBEDDED:
         raise ImproperlyConfigured("DASHVAULT_SECRET_KEY (or _FILE) is required in production")
     SECRET_KEY = generated_secret(DATA_DIR / "keys" / "secret_key", nbytes=48)
-if len(SECRET_KEY) < 40 or SECRET_KEY.startswith("django-insecure") or len(set(SECRET_KEY)) < 8:
+if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure") or len(set(SECRET_KEY)) < 8:
     raise ImproperlyConfigured("DASHVAULT_SECRET_KEY is too short or a known default")
 
 # The master keyring wraps every organization's data key (dashvault.orgs.keys). Inline keys
@@ -108,7 +108,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "dashvault.sqlite3",
+            "NAME": str(DATA_DIR / "dashvault.sqlite3"),
             "OPTIONS": {
                 # WAL lets readers run during a write; IMMEDIATE avoids upgrade deadlocks.
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -122,7 +122,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = envstr("REDIS_URL")
 if REDIS_URL:
     # Shared by every process: login throttling and (later) rate limits and live updates.
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

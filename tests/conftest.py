@@ -31,9 +31,8 @@ class SecureClient(Client):
     """Django's test client speaking HTTPS, as every real client of dashvault must."""
 
     def request(self, **request: Any) -> Any:
-        request.setdefault("wsgi.url_scheme", "https")
         request["wsgi.url_scheme"] = "https"
-        request.setdefault("SERVER_PORT", "443")
+        request["SERVER_PORT"] = "443"
         return super().request(**request)
 
 

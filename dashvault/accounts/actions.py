@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from allauth.account.forms import default_token_generator
 from allauth.account.utils import user_pk_to_url_str
 from django.conf import settings
@@ -31,7 +33,7 @@ def set_password_url(user: User, base_url: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def _send_invite(user_id: object, link: str) -> None:
+def _send_invite(user_id: uuid.UUID, link: str) -> None:
     user = User.objects.get(pk=user_id)
     send_mail(
         "Your dashvault account",
@@ -43,7 +45,13 @@ def _send_invite(user_id: object, link: str) -> None:
 
 
 def do_create_user(
-    org: Organization, email: str, role: str, *, acting: User | None, base_url: str, ip: str | None = None
+    org: Organization,
+    email: str,
+    role: str,
+    *,
+    acting: User | None,
+    base_url: str,
+    ip: str | None = None,
 ) -> tuple[User, str]:
     """Add a member to `org` and e-mail them a one-time set-password link (after commit).
 
@@ -74,7 +82,7 @@ def do_create_staff(email: str, *, base_url: str) -> tuple[User, str]:
         return user, set_password_url(user, base_url)
 
 
-def _admins_left(org_id: object, without: User) -> int:
+def _admins_left(org_id: uuid.UUID | None, without: User) -> int:
     return (
         User.objects.filter(org_id=org_id, role=Role.ADMIN, is_active=True)
         .exclude(pk=without.pk)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from django.http import HttpRequest
 from allauth.account.adapter import DefaultAccountAdapter
+from django.http import HttpRequest
 
 
 class AccountAdapter(DefaultAccountAdapter):

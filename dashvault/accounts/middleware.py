@@ -47,8 +47,9 @@ class SessionPolicyMiddleware:
             if mfa_required(user) and not self._has_mfa(request):
                 if not request.path.startswith(MFA_SETUP_PREFIXES):
                     messages.warning(
-                        request, "Your organization requires two-factor authentication. "
-                        "Set up an authenticator app to continue."
+                        request,
+                        "Your organization requires two-factor authentication. "
+                        "Set up an authenticator app to continue.",
                     )
                     return redirect("mfa_activate_totp")
         return self.get_response(request)

@@ -77,7 +77,9 @@ def _mfa_event(action: str, request: HttpRequest, user: User, authenticator: Any
 
 
 @receiver(mfa_signals.authenticator_added)
-def on_mfa_added(sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any) -> None:
+def on_mfa_added(
+    sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any
+) -> None:
     _mfa_event("mfa.add", request, user, authenticator)
 
 
@@ -90,5 +92,7 @@ def on_mfa_removed(
 
 
 @receiver(mfa_signals.authenticator_reset)
-def on_mfa_reset(sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any) -> None:
+def on_mfa_reset(
+    sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any
+) -> None:
     _mfa_event("mfa.reset", request, user, authenticator)

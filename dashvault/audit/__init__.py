@@ -45,7 +45,7 @@ def record(
         action=action,
         actor_kind=actor_kind,
         actor_id=getattr(actor, "pk", actor),
-        target_type=target._meta.model_name if target is not None else "",
+        target_type=(target._meta.model_name or "") if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         ip=ip,
         detail={k: str(v) if isinstance(v, uuid.UUID) else v for k, v in detail.items()},

@@ -12,8 +12,12 @@ class AuditEntry(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     org = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        "orgs.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
         # No FK constraint: entries outlive a deleted org (its erasure is itself audited).
     )
     at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -27,3 +31,6 @@ class AuditEntry(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["org", "id"], name="audit_org_id")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.action}"

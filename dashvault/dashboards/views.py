@@ -29,13 +29,18 @@ def dashboard_new(request: HttpRequest, principal: Principal) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             dashboard = do_create_dashboard(
-                form.cleaned_data["title"], acting=principal.user, ip=principal.ip
+                principal.member_org,
+                form.cleaned_data["title"],
+                acting=principal.user,
+                ip=principal.ip,
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
             return redirect("dashboard_detail", dashboard_id=dashboard.pk)
-    return render(request, "dashboards/new.html", {"form": form}, status=400 if form.errors else 200)
+    return render(
+        request, "dashboards/new.html", {"form": form}, status=400 if form.errors else 200
+    )
 
 
 @require_GET

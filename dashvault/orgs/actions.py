@@ -68,8 +68,12 @@ def do_save_group(
             group.dashboards.set(dashboards)
             audit.record(
                 "group.create" if created else "group.update",
-                org=org, actor=acting, target=group, ip=ip,
-                members=len(members), dashboards=len(dashboards),
+                org=org,
+                actor=acting,
+                target=group,
+                ip=ip,
+                members=len(members),
+                dashboards=len(dashboards),
             )
     except IntegrityError:
         raise ValidationError({"name": "A group with this name already exists."}) from None

@@ -72,7 +72,9 @@ def encrypt_field(
     return crypto.seal(key, version, plaintext.encode(), aad)
 
 
-def decrypt_field(org: Organization, *, table: str, column: str, row_id: object, blob: bytes) -> str:
+def decrypt_field(
+    org: Organization, *, table: str, column: str, row_id: object, blob: bytes
+) -> str:
     """Open a field sealed by `encrypt_field`. Raises crypto.DecryptionError if the blob was
     altered, moved to another org/table/column/row, or the key does not match."""
     version = crypto.key_version(bytes(blob))
@@ -104,7 +106,9 @@ def rotate_master_key() -> tuple[int, int]:
     count = 0
     with transaction.atomic():
         for stored in DataKey.objects.select_for_update().order_by("pk"):
-            material = crypto.unwrap_data_key(new, bytes(stored.wrapped), stored.org_id, stored.version)
+            material = crypto.unwrap_data_key(
+                new, bytes(stored.wrapped), stored.org_id, stored.version
+            )
             stored.wrapped = crypto.wrap_data_key(new, material, stored.org_id, stored.version)
             stored.master_version = new.current_version
             stored.save(update_fields=["wrapped", "master_version"])

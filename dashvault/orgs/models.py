@@ -41,6 +41,9 @@ class DataKey(models.Model):
             models.UniqueConstraint(fields=["org", "version"], name="datakey_org_version"),
         ]
 
+    def __str__(self) -> str:
+        return f"data key {self.version} of {self.org_id}"
+
 
 class Group(models.Model):
     """A set of users granted a set of dashboards; members see the union of their groups'."""

@@ -23,17 +23,19 @@ def group_list(request: HttpRequest, principal: Principal) -> HttpResponse:
     return render(request, "orgs/group_list.html", {"groups": groups})
 
 
-def _group_form(
-    request: HttpRequest, principal: Principal, group: Group | None
-) -> HttpResponse:
+def _group_form(request: HttpRequest, principal: Principal, group: Group | None) -> HttpResponse:
     initial = {}
     if group is not None:
-        initial = {"name": group.name, "members": group.members.all(), "dashboards": group.dashboards.all()}
-    form = GroupForm(request.POST or None, org=principal.org, initial=initial)
+        initial = {
+            "name": group.name,
+            "members": group.members.all(),
+            "dashboards": group.dashboards.all(),
+        }
+    form = GroupForm(request.POST or None, org=principal.member_org, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             saved = actions.do_save_group(
-                principal.org,  # type: ignore[arg-type]  # members always have an org
+                principal.member_org,
                 group,
                 name=form.cleaned_data["name"],
                 members=form.cleaned_data["members"],
@@ -76,8 +78,7 @@ def group_delete(request: HttpRequest, principal: Principal, group_id: str) -> H
 @member_required
 def org_settings(request: HttpRequest, principal: Principal) -> HttpResponse:
     require_org_admin(principal)
-    org = principal.org
-    assert org is not None  # members always have an org
+    org = principal.member_org
     initial = {"name": org.name, "time_zone": org.time_zone, "require_mfa": org.require_mfa}
     form = OrgSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dashvault.accounts.models import User
     from dashvault.orgs.models import Organization
 
+
 @dataclass(frozen=True)
 class Principal:
     kind: str  # "member" (a user of an org) or "staff" (platform staff, no org)
@@ -26,6 +27,13 @@ class Principal:
     @property
     def is_member(self) -> bool:
         return self.kind == "member" and self.org is not None
+
+    @property
+    def member_org(self) -> Organization:
+        """The org of a member principal (views behind member_required always have one)."""
+        if self.org is None:
+            raise PermissionDenied("This needs a member of an organization.")
+        return self.org
 
 
 def principal_from_request(request: HttpRequest) -> Principal | None:

@@ -49,11 +49,13 @@ def redirect_app(https_port: int) -> Any:
         path = scope.get("raw_path", b"/").decode("latin-1") or "/"
         query = scope.get("query_string", b"").decode("latin-1")
         location = f"https://{host}{port}{path}" + (f"?{query}" if query else "")
-        await send({
-            "type": "http.response.start",
-            "status": 308,
-            "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 308,
+                "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
     return app
@@ -76,12 +78,18 @@ def serve(host: str, port: int, redirect_port: int | None) -> None:
     )
     if redirect_port:
         plain = uvicorn.Config(
-            redirect_app(port), host=host, port=redirect_port, lifespan="off",
-            server_header=False, log_level="warning",
+            redirect_app(port),
+            host=host,
+            port=redirect_port,
+            lifespan="off",
+            server_header=False,
+            log_level="warning",
         )
         # A daemon thread: uvicorn installs signal handlers only in the main thread, so the
         # HTTPS server below owns Ctrl-C / SIGTERM and the redirector dies with the process.
-        threading.Thread(target=uvicorn.Server(plain).run, name="http-redirect", daemon=True).start()
+        threading.Thread(
+            target=uvicorn.Server(plain).run, name="http-redirect", daemon=True
+        ).start()
     print(f"dashvault serving https://{_display(host)}:{port}/", flush=True)
     uvicorn.Server(main).run()
 

@@ -27,7 +27,13 @@ def staff_home(request: HttpRequest, principal: Principal) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    return render(request, "server/error.html", {
-        "title": "Form expired",
-        "message": "The form was open too long or came from another site. Go back, reload and try again.",
-    }, status=403)
+    return render(
+        request,
+        "server/error.html",
+        {
+            "title": "Form expired",
+            "message": "The form was open too long or came from another site. "
+            "Go back, reload and try again.",
+        },
+        status=403,
+    )

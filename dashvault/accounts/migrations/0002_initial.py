@@ -5,26 +5,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('orgs', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("orgs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='org',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='users', to='orgs.organization'),
+            model_name="user",
+            name="org",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="users",
+                to="orgs.organization",
+            ),
         ),
         migrations.AddIndex(
-            model_name='user',
-            index=models.Index(fields=['org', 'email'], name='user_org_email'),
+            model_name="user",
+            index=models.Index(fields=["org", "email"], name="user_org_email"),
         ),
         migrations.AddConstraint(
-            model_name='user',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('is_platform_staff', True), ('org__isnull', True)), models.Q(('is_platform_staff', False), ('org__isnull', False)), _connector='OR'), name='user_staff_xor_org'),
+            model_name="user",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("is_platform_staff", True), ("org__isnull", True)),
+                    models.Q(("is_platform_staff", False), ("org__isnull", False)),
+                    _connector="OR",
+                ),
+                name="user_staff_xor_org",
+            ),
         ),
     ]

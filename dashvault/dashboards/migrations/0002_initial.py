@@ -5,22 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('dashboards', '0001_initial'),
-        ('orgs', '0001_initial'),
+        ("dashboards", "0001_initial"),
+        ("orgs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dashboard',
-            name='org',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='orgs.organization'),
+            model_name="dashboard",
+            name="org",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="orgs.organization",
+            ),
         ),
         migrations.AddIndex(
-            model_name='dashboard',
-            index=models.Index(fields=['org', 'title'], name='dashboard_org_title'),
+            model_name="dashboard",
+            index=models.Index(fields=["org", "title"], name="dashboard_org_title"),
         ),
     ]

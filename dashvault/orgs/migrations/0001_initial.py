@@ -8,53 +8,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('dashboards', '0001_initial'),
+        ("dashboards", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Organization',
+            name="Organization",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=120)),
-                ('time_zone', models.CharField(default='UTC', max_length=64, validators=[dashvault.orgs.models.validate_time_zone])),
-                ('require_mfa', models.BooleanField(default=False, help_text='Every member must enrol a second factor before using dashvault.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "time_zone",
+                    models.CharField(
+                        default="UTC",
+                        max_length=64,
+                        validators=[dashvault.orgs.models.validate_time_zone],
+                    ),
+                ),
+                (
+                    "require_mfa",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Every member must enrol a second factor before using dashvault.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Group',
+            name="Group",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=120)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('dashboards', models.ManyToManyField(blank=True, related_name='granted_to', to='dashboards.dashboard')),
-                ('members', models.ManyToManyField(blank=True, related_name='dashboard_groups', to=settings.AUTH_USER_MODEL)),
-                ('org', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='groups', to='orgs.organization')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "dashboards",
+                    models.ManyToManyField(
+                        blank=True, related_name="granted_to", to="dashboards.dashboard"
+                    ),
+                ),
+                (
+                    "members",
+                    models.ManyToManyField(
+                        blank=True, related_name="dashboard_groups", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "org",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="groups",
+                        to="orgs.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'indexes': [models.Index(fields=['org', 'name'], name='group_org_name')],
-                'constraints': [models.UniqueConstraint(fields=('org', 'name'), name='group_unique_name_per_org')],
+                "ordering": ["name"],
+                "indexes": [models.Index(fields=["org", "name"], name="group_org_name")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("org", "name"), name="group_unique_name_per_org"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='DataKey',
+            name="DataKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('wrapped', models.BinaryField()),
-                ('master_version', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('org', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='data_keys', to='orgs.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("wrapped", models.BinaryField()),
+                ("master_version", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "org",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="data_keys",
+                        to="orgs.organization",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('org', 'version'), name='datakey_org_version')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("org", "version"), name="datakey_org_version")
+                ],
             },
         ),
     ]

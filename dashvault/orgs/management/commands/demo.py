@@ -13,7 +13,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         created = create_demo()
         path = credentials_file()
-        self.stdout.write("Created the demo organization Acme." if created else "Demo organization Acme exists.")
+        self.stdout.write(
+            "Created the demo organization Acme." if created else "Demo organization Acme exists."
+        )
         if path.exists():
             self.stdout.write(f"Demo sign-ins (role, e-mail, password; from {path}):")
             self.stdout.write(path.read_text().rstrip())

@@ -16,13 +16,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        )
         parser.add_argument("--port", type=int, default=8443, help="HTTPS port (default 8443)")
         parser.add_argument(
-            "--redirect-port", type=int, default=8080,
+            "--redirect-port",
+            type=int,
+            default=8080,
             help="plain-HTTP port that redirects to HTTPS (default 8080; 0 turns it off)",
         )
-        parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+        parser.add_argument(
+            "--no-migrate", action="store_true", help="do not apply migrations first"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.EMBEDDED and not options["no_migrate"]:

@@ -1,0 +1,206 @@
+"""Every endpoint, checked the same way: own org, another org (404), missing role (403),
+anonymous (sign-in), wrong method (405). New endpoints add a class here."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from django.urls import reverse
+
+from tests.conftest import make_client
+
+SIGN_IN = "/accounts/login/"
+
+
+class EndpointChecks:
+    """Mixin: subclass with the endpoint's url name and the rules it must obey."""
+
+    url_name: ClassVar[str]
+    obj: ClassVar[str | None] = None  # fixture-built object of org A the URL names
+    kwarg: ClassVar[str] = ""
+    method: ClassVar[str] = "get"
+    wrong_method: ClassVar[str] = "put"
+    allowed: ClassVar[tuple[str, ...]] = ("admin", "editor", "viewer")
+    denied: ClassVar[tuple[str, ...]] = ()
+    ok_status: ClassVar[tuple[int, ...]] = (200,)
+    data: ClassVar[dict[str, Any]] = {}
+
+    @pytest.fixture
+    def world(self, admin_a, editor_a, viewer_a, admin_b, dashboards_a, staff):
+        objects = {
+            "dashboard": dashboards_a["sales"],
+            "group": dashboards_a["group"],
+            "member": viewer_a,
+        }
+        users = {
+            "admin": admin_a,
+            "editor": editor_a,
+            "viewer": viewer_a,
+            "other": admin_b,
+            "staff": staff,
+        }
+        return users, objects
+
+    def url(self, objects: dict[str, Any]) -> str:
+        if self.obj is None:
+            return reverse(self.url_name)
+        return reverse(self.url_name, kwargs={self.kwarg: objects[self.obj].pk})
+
+    def call(self, client: Any, url: str, method: str | None = None) -> Any:
+        method = method or self.method
+        return getattr(client, method)(url, self.data if method == "post" else None)
+
+    def test_it_answers_the_allowed_roles(self, world):
+        users, objects = world
+        for role in self.allowed:
+            response = self.call(make_client(users[role]), self.url(objects))
+            assert response.status_code in self.ok_status, (role, response.status_code)
+
+    def test_it_refuses_a_missing_role_with_403(self, world):
+        users, objects = world
+        for role in self.denied:
+            response = self.call(make_client(users[role]), self.url(objects))
+            assert response.status_code == 403, role
+
+    def test_it_hides_other_orgs_objects_with_404(self, world):
+        users, objects = world
+        response = self.call(make_client(users["other"]), self.url(objects))
+        if self.obj is not None:
+            assert response.status_code == 404
+        content = response.content.decode()
+        for marker in ("Sales A", "Board A", "Sales team A", "viewer@a.example", "Org A"):
+            assert marker not in content
+
+    def test_it_sends_anonymous_visitors_to_sign_in(self, world):
+        _, objects = world
+        response = self.call(make_client(), self.url(objects))
+        assert response.status_code == 302
+        assert response["Location"].startswith(SIGN_IN)
+
+    def test_it_refuses_a_wrong_method_with_405(self, world):
+        users, objects = world
+        response = self.call(make_client(users["admin"]), self.url(objects), self.wrong_method)
+        assert response.status_code == 405
+
+    def test_it_refuses_platform_staff_without_a_grant(self, world):
+        users, objects = world
+        response = self.call(make_client(users["staff"]), self.url(objects))
+        assert response.status_code == 403
+
+
+class TestDashboardList(EndpointChecks):
+    url_name = "dashboard_list"
+
+
+class TestDashboardNew(EndpointChecks):
+    url_name = "dashboard_new"
+    allowed = ("admin", "editor")
+    denied = ("viewer",)
+
+
+class TestDashboardCreate(EndpointChecks):
+    url_name = "dashboard_new"
+    method = "post"
+    data = {"title": "New board"}
+    allowed = ("admin", "editor")
+    denied = ("viewer",)
+    ok_status = (302,)
+
+
+class TestDashboardDetail(EndpointChecks):
+    url_name = "dashboard_detail"
+    obj, kwarg = "dashboard", "dashboard_id"
+    wrong_method = "post"
+
+
+class TestMemberList(EndpointChecks):
+    url_name = "member_list"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestMemberAdd(EndpointChecks):
+    url_name = "member_add"
+    method = "post"
+    data = {"email": "new@a.example", "role": "viewer"}
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestMemberDetail(EndpointChecks):
+    url_name = "member_detail"
+    obj, kwarg = "member", "user_id"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    wrong_method = "post"
+
+
+class TestMemberRole(EndpointChecks):
+    url_name = "member_role"
+    obj, kwarg = "member", "user_id"
+    method, wrong_method = "post", "get"
+    data = {"role": "editor"}
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+
+class TestMemberActive(EndpointChecks):
+    url_name = "member_active"
+    obj, kwarg = "member", "user_id"
+    method, wrong_method = "post", "get"
+    data = {"active": "1"}
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+
+class TestMemberLink(EndpointChecks):
+    url_name = "member_link"
+    obj, kwarg = "member", "user_id"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestGroupList(EndpointChecks):
+    url_name = "group_list"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestGroupNew(EndpointChecks):
+    url_name = "group_new"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestGroupEdit(EndpointChecks):
+    url_name = "group_edit"
+    obj, kwarg = "group", "group_id"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestGroupDelete(EndpointChecks):
+    url_name = "group_delete"
+    obj, kwarg = "group", "group_id"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+
+class TestOrgSettings(EndpointChecks):
+    url_name = "org_settings"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestStaffHome:
+    """Staff pages turn the check around: staff in, everyone else 404."""
+
+    def test_it_serves_staff(self, staff, org_a):
+        response = make_client(staff).get(reverse("staff_home"))
+        assert response.status_code == 200
+        assert b"Org A" in response.content
+
+    def test_it_hides_itself_from_org_members(self, admin_a):
+        assert make_client(admin_a).get(reverse("staff_home")).status_code == 404
+
+    def test_it_sends_anonymous_visitors_to_sign_in(self, db):
+        response = make_client().get(reverse("staff_home"))
+        assert response.status_code == 302 and response["Location"].startswith(SIGN_IN)
+
+    def test_it_refuses_a_wrong_method_with_405(self, staff):
+        assert make_client(staff).post(reverse("staff_home")).status_code == 405
