@@ -178,3 +178,27 @@ def test_deactivation_ends_every_session_at_once(admin_a, viewer_a):
     assert response.status_code == 302
     assert not Session.objects.filter(session_key=key).exists()
     assert viewer.get("/dashboards/").status_code == 302
+
+
+def test_a_recovery_code_signs_in_once(client, admin_a):
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+
+    enrol_totp(admin_a)
+    code = RecoveryCodes.activate(admin_a).get_unused_codes()[0]
+    sign_in(client, admin_a.email)
+    assert client.post("/accounts/2fa/authenticate/", {"code": code}).status_code == 302
+    assert client.get("/dashboards/").status_code == 200
+    again = make_client()
+    sign_in(again, admin_a.email)
+    assert again.post("/accounts/2fa/authenticate/", {"code": code}).status_code == 200
+    assert again.get("/dashboards/").status_code == 302
+
+
+def test_security_keys_can_be_added_after_reauthentication(client, admin_a):
+    sign_in(client, admin_a.email)
+    add = client.get("/accounts/2fa/webauthn/add/")
+    assert add["Location"].startswith("/accounts/reauthenticate/")
+    client.post(add["Location"], {"password": PASSWORD})
+    page = client.get("/accounts/2fa/webauthn/add/")
+    assert page.status_code == 200
+    assert b"webauthn" in page.content.lower()
