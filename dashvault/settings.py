@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "dashvault.orgs",
     "dashvault.accounts",
     "dashvault.dashboards",
+    "dashvault.metrics",
+    "dashvault.api",
     "dashvault.audit",
     "dashvault.server",
 ]
