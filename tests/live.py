@@ -20,7 +20,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def dashvault(data_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def dashvault(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run a `dashvault` command against `data_dir`; returns the completed process."""
     return subprocess.run(
         [sys.executable, "-m", "dashvault.cli", *args],
@@ -35,7 +37,9 @@ def dashvault(data_dir: Path, *args: str, env: dict[str, str] | None = None, che
 
 def server_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASHVAULT_")}
-    env.update({"DASHVAULT_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "dashvault.settings"})
+    env.update(
+        {"DASHVAULT_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "dashvault.settings"}
+    )
     env.update(extra or {})
     return env
 
@@ -50,16 +54,30 @@ class Server:
 
 
 @contextmanager
-def running_server(data_dir: Path, env: dict[str, str] | None = None, redirect: bool = True) -> Iterator[Server]:
+def running_server(
+    data_dir: Path, env: dict[str, str] | None = None, redirect: bool = True
+) -> Iterator[Server]:
     """Start `dashvault serve` on free loopback ports; wait until it accepts TLS; stop it after."""
     port, redirect_port = free_port(), (free_port() if redirect else 0)
     log = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dashvault.cli", "serve", "--port", str(port),
-             "--redirect-port", str(redirect_port)],
-            cwd=ROOT, env=server_env(data_dir, env), stdout=out, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "dashvault.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--redirect-port",
+                str(redirect_port),
+            ],
+            cwd=ROOT,
+            env=server_env(data_dir, env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     server = Server(process, port, redirect_port, log)
     try:

@@ -167,7 +167,7 @@ def _insert_points(
         )
 
 
-def _uuid_db(value: uuid.UUID) -> object:
+def _uuid_db(value: uuid.UUID) -> str | uuid.UUID:
     # SQLite stores UUIDs as 32 hex characters; PostgreSQL has a native uuid type.
     return value.hex if connection.vendor == "sqlite" else value
 

@@ -62,7 +62,8 @@ class DataPoint(models.Model):
     ts = models.DateTimeField()
     value = models.FloatField()
     dimension = models.CharField(max_length=120, blank=True, default="")
-    external_id = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "": points without an external id are exempt from the uniqueness constraint.
+    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         indexes = [models.Index(fields=["org", "metric", "ts"], name="point_org_metric_ts")]
