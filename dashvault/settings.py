@@ -208,6 +208,9 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# 10,000 points with long dimensions and external ids fit; more is refused with 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -4,6 +4,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import include, path
 
 from dashvault.accounts import views as accounts
+from dashvault.api import pages as api_pages
+from dashvault.api.views import api
 from dashvault.dashboards import views as dashboards
 from dashvault.orgs import views as orgs
 from dashvault.server import views as server
@@ -32,5 +34,8 @@ urlpatterns = [
     path("org/groups/<uuid:group_id>/", orgs.group_edit, name="group_edit"),
     path("org/groups/<uuid:group_id>/delete/", orgs.group_delete, name="group_delete"),
     path("org/settings/", orgs.org_settings, name="org_settings"),
+    path("org/tokens/", api_pages.token_list, name="token_list"),
+    path("org/tokens/<uuid:token_id>/revoke/", api_pages.token_revoke, name="token_revoke"),
     path("staff/", server.staff_home, name="staff_home"),
+    path("api/v1/", api.urls),
 ]

@@ -204,3 +204,15 @@ class TestStaffHome:
 
     def test_it_refuses_a_wrong_method_with_405(self, staff):
         assert make_client(staff).post(reverse("staff_home")).status_code == 405
+
+
+class TestTokenList(EndpointChecks):
+    url_name = "token_list"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestTokenCreate(EndpointChecks):
+    url_name = "token_list"
+    method, wrong_method = "post", "put"
+    data = {"name": "t", "scopes": ["push"]}
+    allowed, denied = ("admin",), ("editor", "viewer")

@@ -43,7 +43,13 @@ class Widget(models.Model):
     kind = models.CharField(max_length=12, choices=WidgetKind.choices)
     title = models.CharField(max_length=120, blank=True)
     metric = models.ForeignKey(
-        "metrics.Metric", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        # PROTECT: deleting a metric that a widget shows is refused (409) rather than silently
+        # emptying dashboards.
+        "metrics.Metric",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     config = models.JSONField(default=dict, blank=True)
     x = models.PositiveSmallIntegerField(default=0)

@@ -16,9 +16,10 @@ from django.http import Http404
 
 from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard
+from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Group
 from dashvault.policy import rules
-from dashvault.policy.principal import Principal
+from dashvault.policy.principal import Principal, TokenPrincipal
 
 
 def _uuid(value: object) -> uuid.UUID:
@@ -63,4 +64,20 @@ def access_group(principal: Principal, group_id: object) -> Group:
     try:
         return Group.objects.get(org=principal.org, id=_uuid(group_id))
     except Group.DoesNotExist:
+        raise Http404 from None
+
+
+def require_scope(principal: TokenPrincipal, scope: str) -> None:
+    """Raise PermissionDenied unless the API token carries `scope`."""
+    if scope not in principal.scopes:
+        raise PermissionDenied(f"This token lacks the {str(scope)!r} scope.")
+
+
+def access_metric(principal: Principal | TokenPrincipal, key: str) -> Metric:
+    """A metric of the principal's org by key (404 for other orgs' and unknown keys)."""
+    if principal.org is None:
+        raise Http404
+    try:
+        return Metric.objects.get(org=principal.org, key=key)
+    except Metric.DoesNotExist:
         raise Http404 from None

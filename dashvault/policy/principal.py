@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from dashvault.accounts.models import User
+    from dashvault.api.models import ApiToken
     from dashvault.orgs.models import Organization
 
 
@@ -34,6 +35,17 @@ class Principal:
         if self.org is None:
             raise PermissionDenied("This needs a member of an organization.")
         return self.org
+
+
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """An API client holding an org API token (api.auth resolves it)."""
+
+    token: ApiToken
+    org: Organization
+    scopes: frozenset[str]
+    ip: str | None
+    kind: str = "token"
 
 
 def principal_from_request(request: HttpRequest) -> Principal | None:

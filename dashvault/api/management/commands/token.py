@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from dashvault.api.actions import do_create_token
+from dashvault.api.models import Scope
+from dashvault.orgs.models import Organization
+
+
+class Command(BaseCommand):
+    help = "Manage org API tokens. `token create --org ORG --scope push`: prints the token once."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        create = sub.add_parser("create", help="create a token and print it (shown only once)")
+        create.add_argument("--org", required=True, help="organization id or exact name")
+        create.add_argument(
+            "--scope",
+            action="append",
+            choices=Scope.values,
+            required=True,
+            help="push and/or read; repeat for both",
+        )
+        create.add_argument("--name", default="CLI token", help="a label to recognise it by")
+        create.add_argument("--expires-days", type=int, help="expire after this many days")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        org = _find_org(options["org"])
+        days = options["expires_days"]
+        if days is not None and days < 1:
+            raise CommandError("--expires-days must be at least 1")
+        expires = timezone.now() + dt.timedelta(days=days) if days else None
+        try:
+            token, secret = do_create_token(
+                org, options["name"], options["scope"], expires_at=expires, acting=None
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        self.stderr.write(
+            f"Created token {token.prefix}… for {org.name} ({', '.join(token.scopes)})."
+        )
+        self.stdout.write(secret)
+
+
+def _find_org(ref: str) -> Organization:
+    try:
+        return Organization.objects.get(pk=ref)
+    except (Organization.DoesNotExist, ValidationError, ValueError):
+        pass
+    matches = list(Organization.objects.filter(name=ref)[:2])
+    if len(matches) != 1:
+        raise CommandError(f"No single organization with id or name {ref!r}.")
+    return matches[0]

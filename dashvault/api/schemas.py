@@ -1,0 +1,93 @@
+"""Strict input and output shapes of the push API (pydantic, through django-ninja)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from ninja import Schema
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+
+from dashvault.metrics.models import Aggregation, Unit
+
+MAX_POINTS = 10_000
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]  # JSON NaN/Infinity are refused
+MetricKey = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class Strict(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PointIn(Strict):
+    metric: MetricKey
+    ts: AwareDatetime = Field(description="ISO 8601 with an offset, e.g. 2026-05-01T12:00:00Z")
+    value: FiniteFloat
+    dimension: str = Field("", max_length=120, description="e.g. a sales rep or region")
+    external_id: str | None = Field(
+        None, min_length=1, max_length=200, description="re-sending an id replaces the point"
+    )
+
+    @field_validator("ts")
+    @classmethod
+    def in_range(cls, value: dt.datetime) -> dt.datetime:
+        if not EARLIEST <= value < LATEST:
+            raise ValueError("timestamp must be between 1900-01-01 and 2200-01-01")
+        return value
+
+
+class PushIn(Strict):
+    points: list[PointIn] = Field(min_length=1, max_length=MAX_POINTS)
+
+
+class PushOut(Schema):
+    stored: int
+
+
+class MetricIn(Strict):
+    key: MetricKey
+    name: str = Field(min_length=1, max_length=120)
+    unit: Unit = Unit.NUMBER
+    currency: str = Field("", pattern=r"^([A-Z]{3})?$", description="ISO 4217, for currency")
+    aggregation: Aggregation = Aggregation.SUM
+
+    @model_validator(mode="after")
+    def currency_with_unit(self) -> MetricIn:
+        if (self.unit == Unit.CURRENCY) != bool(self.currency):
+            raise ValueError("currency is required for unit 'currency' and only for it")
+        return self
+
+
+class MetricPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=120)
+    unit: Unit | None = None
+    currency: str | None = Field(None, pattern=r"^([A-Z]{3})?$")
+    aggregation: Aggregation | None = None
+
+
+class MetricOut(Schema):
+    key: str
+    name: str
+    unit: str
+    currency: str
+    aggregation: str
+    created_at: dt.datetime
+
+
+class DeletedOut(Schema):
+    deleted: int
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class SeriesOut(Schema):
+    key: str
+    bucket: str
+    aggregation: str
+    labels: list[str]
+    series: dict[str, list[float | None]]
