@@ -16,6 +16,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashvault.settings")
+    # Files we create (SQLite database, outbox mail with set-password links, keys, backups)
+    # are readable by their owner only.
+    os.umask(0o077)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line([os.path.basename(sys.argv[0]), *sys.argv[1:]])

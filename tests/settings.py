@@ -3,7 +3,8 @@
 import os
 import tempfile
 
-os.environ.setdefault("DASHVAULT_DATA_DIR", tempfile.mkdtemp(prefix="dashvault-test-"))
+# Always a throwaway data directory: never the developer's ./data (demo sign-ins, keys).
+os.environ["DASHVAULT_DATA_DIR"] = tempfile.mkdtemp(prefix="dashvault-test-")
 if os.environ.get("DASHVAULT_TEST_ON_POSTGRES"):
     os.environ["DASHVAULT_DATABASE_URL"] = os.environ.get(
         "DASHVAULT_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"

@@ -34,6 +34,7 @@ def test_account_and_admin_flows_leave_no_email_in_the_audit_table(
     admin.post("/org/groups/new/", {"name": "Team", "members": [str(viewer_a.pk)]})
     admin.post(f"/org/groups/{dashboards_a['group'].pk}/delete/")
     admin.post("/dashboards/new/", {"title": "Audited"})
+    admin.post(f"/org/members/{viewer_a.pk}/link/")
 
     actions = set(AuditEntry.objects.values_list("action", flat=True))
     assert {
@@ -46,6 +47,7 @@ def test_account_and_admin_flows_leave_no_email_in_the_audit_table(
         "user.deactivate",
         "group.create",
         "group.delete",
+        "user.link",
         "dashboard.create",
     } <= actions
     dump = serializers.serialize("json", AuditEntry.objects.all())

@@ -148,3 +148,28 @@ def test_a_keyring_with_a_repeated_version_is_refused():
     line = crypto.Keyring({1: crypto.new_key()}).dumps()
     with pytest.raises(crypto.KeyringError):
         crypto.Keyring.loads(line + line)
+
+
+def test_totp_seeds_are_stored_encrypted(keyring_file, viewer_a):
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    secret = generate_totp_secret()
+    TOTP.activate(viewer_a, secret)
+    stored = Authenticator.objects.get(user=viewer_a).data
+    assert secret not in str(stored)
+    assert keys.decrypt_platform("mfa-secrets", stored["secret"]) == secret
+    with pytest.raises(crypto.DecryptionError):
+        keys.decrypt_platform("mfa-secrets", secret)  # a plaintext value is refused, not passed on
+
+
+def test_a_rotation_by_another_process_is_picked_up(keyring_file, org_a):
+    blob = seal_secret(org_a)
+    keys.keyring()  # this process has the old keyring cached
+    rotated = crypto.Keyring.loads(keyring_file.read_text()).with_new_key()
+    crypto.write_keyring(keyring_file, rotated)  # as `keys rotate` elsewhere would, then...
+    stored = DataKey.objects.get(org=org_a)
+    material = crypto.unwrap_data_key(rotated, bytes(stored.wrapped), org_a.pk, stored.version)
+    stored.wrapped = crypto.wrap_data_key(rotated, material, org_a.pk, stored.version)
+    stored.save()
+    assert keys.decrypt_field(org_a, table="sso", column="client_secret", row_id="r1", blob=blob)

@@ -202,3 +202,15 @@ def test_security_keys_can_be_added_after_reauthentication(client, admin_a):
     page = client.get("/accounts/2fa/webauthn/add/")
     assert page.status_code == 200
     assert b"webauthn" in page.content.lower()
+
+
+def test_removing_the_last_factor_elsewhere_sends_every_session_back_to_enrol(viewer_a):
+    from allauth.mfa.models import Authenticator
+
+    viewer_a.org.require_mfa = True
+    viewer_a.org.save()
+    enrol_totp(viewer_a)
+    client = make_client(viewer_a)
+    assert client.get("/dashboards/").status_code == 200
+    Authenticator.objects.filter(user=viewer_a).delete()  # e.g. from another session
+    assert client.get("/dashboards/")["Location"] == "/accounts/2fa/totp/activate/"

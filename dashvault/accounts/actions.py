@@ -33,6 +33,14 @@ def set_password_url(user: User, base_url: str) -> str:
     return base_url.rstrip("/") + path
 
 
+def do_issue_link(user: User, *, acting: User, base_url: str, ip: str | None) -> str:
+    """A fresh set-password link for a member, shown to the admin: audited, since whoever holds
+    it can take over the account."""
+    with transaction.atomic():
+        audit.record("user.link", org=user.org_id, actor=acting, target=user, ip=ip)
+        return set_password_url(user, base_url)
+
+
 def _send_invite(user_id: uuid.UUID, link: str) -> None:
     user = User.objects.get(pk=user_id)
     send_mail(

@@ -14,7 +14,6 @@ from django.shortcuts import redirect
 
 STARTED = "dv_started"  # when the user signed in (set by accounts.signals)
 SEEN = "dv_seen"  # last time the idle expiry was pushed forward
-MFA_OK = "dv_mfa_ok"  # this session's user has a second factor
 TOUCH_EVERY = 60  # seconds: refresh the idle expiry at most once a minute, not every request
 
 # Paths a user who must enrol MFA may still reach.
@@ -44,7 +43,9 @@ class SessionPolicyMiddleware:
                 return redirect(settings.LOGIN_URL)
             if now - session.get(SEEN, 0) > TOUCH_EVERY:
                 session[SEEN] = now  # marks the session modified: expiry moves to now + idle
-            if mfa_required(user) and not self._has_mfa(request):
+            # Checked on every request (one indexed query, only where MFA is required) rather
+            # than cached in the session: removing a factor elsewhere must take effect here too.
+            if mfa_required(user) and not Authenticator.objects.filter(user_id=user.pk).exists():
                 if not request.path.startswith(MFA_SETUP_PREFIXES):
                     messages.warning(
                         request,
@@ -53,12 +54,3 @@ class SessionPolicyMiddleware:
                     )
                     return redirect("mfa_activate_totp")
         return self.get_response(request)
-
-    @staticmethod
-    def _has_mfa(request: HttpRequest) -> bool:
-        if request.session.get(MFA_OK):
-            return True
-        if Authenticator.objects.filter(user_id=request.user.pk).exists():
-            request.session[MFA_OK] = True
-            return True
-        return False

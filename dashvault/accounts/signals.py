@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from dashvault import audit
-from dashvault.accounts.middleware import MFA_OK, STARTED
+from dashvault.accounts.middleware import STARTED
 from dashvault.accounts.models import User, normalize_email
 from dashvault.accounts.sessions import end_sessions
 
@@ -87,7 +87,6 @@ def on_mfa_added(
 def on_mfa_removed(
     sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any
 ) -> None:
-    request.session.pop(MFA_OK, None)  # re-check enrolment on the next request
     _mfa_event("mfa.remove", request, user, authenticator)
 
 

@@ -97,5 +97,7 @@ def member_active(request: HttpRequest, principal: Principal, user_id: str) -> H
 def member_link(request: HttpRequest, principal: Principal, user_id: str) -> HttpResponse:
     """A fresh one-time set-password link for a member (shown once, not e-mailed)."""
     member = access_member(principal, user_id)
-    link = actions.set_password_url(member, request.build_absolute_uri("/"))
+    link = actions.do_issue_link(
+        member, acting=principal.user, base_url=request.build_absolute_uri("/"), ip=principal.ip
+    )
     return render(request, "accounts/member_link.html", {"member": member, "link": link})

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96-bit random nonces: safe for far more messages than one key will seal
@@ -63,6 +65,16 @@ def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
         return AESGCM(key).decrypt(nonce, blob[HEADER.size + NONCE_BYTES :], aad)
     except InvalidTag:
         raise DecryptionError("ciphertext does not open with this key and context") from None
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A 256-bit key for one purpose (e.g. "mfa-secrets"), derived from a master key by HKDF.
+
+    For secrets that belong to no organization; a derived key never wraps anything else.
+    """
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()
+    ).derive(master)
 
 
 def field_aad(org_id: object, table: str, column: str, row_id: object) -> bytes:

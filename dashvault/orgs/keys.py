@@ -6,6 +6,7 @@ Later issues store SSO client secrets and integration credentials with `encrypt_
 
 from __future__ import annotations
 
+import base64
 import threading
 from pathlib import Path
 
@@ -37,6 +38,16 @@ def keyring() -> crypto.Keyring:
         return _keyring_cache[source]
 
 
+def _ring_with(version: int) -> crypto.Keyring:
+    """The keyring, reloaded once if it lacks `version` (a `keys rotate` run by another
+    process since this one loaded it)."""
+    ring = keyring()
+    if version not in ring.keys:
+        forget_keyring()
+        ring = keyring()
+    return ring
+
+
 def forget_keyring() -> None:
     """Drop the cached keyring (after rotation, or when tests change settings)."""
     with _keyring_lock:
@@ -60,7 +71,9 @@ def _current_data_key(org: Organization) -> tuple[int, bytes]:
                     master_version=ring.current_version,
                 )
                 return 1, material
-    return key.version, crypto.unwrap_data_key(keyring(), bytes(key.wrapped), org.pk, key.version)
+    wrapped = bytes(key.wrapped)
+    ring = _ring_with(crypto.key_version(wrapped))
+    return key.version, crypto.unwrap_data_key(ring, wrapped, org.pk, key.version)
 
 
 def encrypt_field(
@@ -82,9 +95,36 @@ def decrypt_field(
         stored = DataKey.objects.get(org=org, version=version)
     except DataKey.DoesNotExist:
         raise crypto.DecryptionError("no data key of that version for this organization") from None
-    key = crypto.unwrap_data_key(keyring(), bytes(stored.wrapped), org.pk, version)
+    wrapped = bytes(stored.wrapped)
+    ring = _ring_with(crypto.key_version(wrapped))
+    key = crypto.unwrap_data_key(ring, wrapped, org.pk, version)
     aad = crypto.field_aad(org.pk, table, column, row_id)
     return crypto.open_sealed(key, bytes(blob), aad).decode()
+
+
+PLATFORM_PREFIX = "dv1:"
+
+
+def encrypt_platform(purpose: str, plaintext: str) -> str:
+    """Seal a secret that belongs to no organization (MFA seeds of staff and members alike)
+    under a key derived from the current master key; returns printable text."""
+    ring = keyring()
+    key = crypto.derive_key(ring.key(ring.current_version), purpose)
+    blob = crypto.seal(key, ring.current_version, plaintext.encode(), purpose.encode())
+    return PLATFORM_PREFIX + base64.b64encode(blob).decode()
+
+
+def decrypt_platform(purpose: str, text: str) -> str:
+    """Open `encrypt_platform` output; raises crypto.DecryptionError for anything else."""
+    if not text.startswith(PLATFORM_PREFIX):
+        raise crypto.DecryptionError("not an encrypted value")
+    try:
+        blob = base64.b64decode(text[len(PLATFORM_PREFIX) :], validate=True)
+    except ValueError:
+        raise crypto.DecryptionError("not an encrypted value") from None
+    version = crypto.key_version(blob)
+    key = crypto.derive_key(_ring_with(version).key(version), purpose)
+    return crypto.open_sealed(key, blob, purpose.encode()).decode()
 
 
 def rotate_master_key() -> tuple[int, int]:

@@ -18,7 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             version, count = rotate_master_key()
-        except (KeyringError, DecryptionError) as exc:
+        except (KeyringError, DecryptionError, OSError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
             f"Master key version {version} is now current; re-wrapped {count} data key(s). "

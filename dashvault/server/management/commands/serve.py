@@ -4,8 +4,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dashvault.lib.crypto import KeyringError
+from dashvault.orgs.keys import keyring
 from dashvault.server.run import serve
 
 
@@ -31,6 +33,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            keyring()  # fail at start-up, not at the first encrypted read
+        except (OSError, KeyringError) as exc:
+            raise CommandError(f"Cannot load the master keyring: {exc}") from None
         if settings.EMBEDDED and not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
