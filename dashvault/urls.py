@@ -19,10 +19,48 @@ urlpatterns = [
     path("", server.home, name="home"),
     # People do not manage their own e-mail addresses: admins (or SSO) own identities.
     path("accounts/email/", not_found),
+    path("accounts/signup/", not_found),  # no public sign-up
     path("accounts/", include("allauth.urls")),
     path("dashboards/", dashboards.dashboard_list, name="dashboard_list"),
     path("dashboards/new/", dashboards.dashboard_new, name="dashboard_new"),
     path("dashboards/<uuid:dashboard_id>/", dashboards.dashboard_detail, name="dashboard_detail"),
+    path(
+        "dashboards/<uuid:dashboard_id>/data/",
+        dashboards.dashboard_widget_data,
+        name="dashboard_data",
+    ),
+    path("dashboards/<uuid:dashboard_id>/edit/", dashboards.dashboard_edit, name="dashboard_edit"),
+    path(
+        "dashboards/<uuid:dashboard_id>/rename/",
+        dashboards.dashboard_rename,
+        name="dashboard_rename",
+    ),
+    path(
+        "dashboards/<uuid:dashboard_id>/duplicate/",
+        dashboards.dashboard_duplicate,
+        name="dashboard_duplicate",
+    ),
+    path(
+        "dashboards/<uuid:dashboard_id>/delete/",
+        dashboards.dashboard_delete,
+        name="dashboard_delete",
+    ),
+    path("dashboards/<uuid:dashboard_id>/widgets/new/", dashboards.widget_new, name="widget_new"),
+    path(
+        "dashboards/<uuid:dashboard_id>/widgets/<uuid:widget_id>/",
+        dashboards.widget_edit,
+        name="widget_edit",
+    ),
+    path(
+        "dashboards/<uuid:dashboard_id>/widgets/<uuid:widget_id>/arrange/",
+        dashboards.widget_arrange,
+        name="widget_arrange",
+    ),
+    path(
+        "dashboards/<uuid:dashboard_id>/widgets/<uuid:widget_id>/delete/",
+        dashboards.widget_delete,
+        name="widget_delete",
+    ),
     path("org/members/", accounts.member_list, name="member_list"),
     path("org/members/new/", accounts.member_add, name="member_add"),
     path("org/members/<uuid:user_id>/", accounts.member_detail, name="member_detail"),

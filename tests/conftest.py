@@ -92,7 +92,7 @@ def staff(db: Any) -> User:
 
 
 @pytest.fixture
-def dashboards_a(org_a: Organization, editor_a: User, viewer_a: User) -> dict[str, Dashboard]:
+def dashboards_a(org_a: Organization, editor_a: User, viewer_a: User) -> dict[str, Any]:
     """Org A: "Sales" granted to a group with the editor and viewer; "Board" granted to none."""
     sales = Dashboard.objects.create(org=org_a, title="Sales A")
     board = Dashboard.objects.create(org=org_a, title="Board A")

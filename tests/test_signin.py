@@ -214,3 +214,15 @@ def test_removing_the_last_factor_elsewhere_sends_every_session_back_to_enrol(vi
     assert client.get("/dashboards/").status_code == 200
     Authenticator.objects.filter(user=viewer_a).delete()  # e.g. from another session
     assert client.get("/dashboards/")["Location"] == "/accounts/2fa/totp/activate/"
+
+
+def test_there_is_no_public_sign_up(client, db):
+    page = client.get(LOGIN).content.decode()
+    assert "/accounts/signup/" not in page and "sign up" not in page.lower()
+    assert client.get("/accounts/signup/").status_code == 404
+    assert (
+        client.post(
+            "/accounts/signup/", {"email": "x@y.example", "password1": "p" * 20}
+        ).status_code
+        == 404
+    )

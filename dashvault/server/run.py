@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,19 @@ def redirect_app(https_port: int) -> Any:
     return app
 
 
+class TlsConfig(uvicorn.Config):
+    """uvicorn's config with TLS 1.2 as an explicit floor (the cipher list alone would also
+    exclude 1.0/1.1 today, but would stop doing so silently if it were ever widened)."""
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+
+
 def serve(host: str, port: int, redirect_port: int | None) -> None:
     cert, key = tls_files()
-    main = uvicorn.Config(
+    main = TlsConfig(
         "dashvault.asgi:application",
         host=host,
         port=port,
