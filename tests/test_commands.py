@@ -8,8 +8,11 @@ import re
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from dashvault.accounts.models import Role, User
+from dashvault.dashboards.models import Widget, WidgetKind
+from dashvault.metrics.models import Rollup
 from dashvault.orgs.models import Group, Organization
 from dashvault.policy.principal import Principal
 from dashvault.policy.rules import visible_dashboards
@@ -76,6 +79,10 @@ def test_demo_creates_acme_once_with_permissions_at_work(db):
     }
     assert titles == {"Sales overview", "Pipeline"}
     assert Group.objects.filter(org=viewer.org).count() == 2
+    kinds = set(Widget.objects.filter(org=viewer.org).values_list("kind", flat=True))
+    assert kinds == set(WidgetKind.values)  # every widget type is shown off
+    first_day = Rollup.objects.filter(org=viewer.org).order_by("day").first().day
+    assert (timezone.localdate() - first_day).days >= 364  # a year of data
     for line in first.splitlines()[-3:]:
         role, email, password = line.split()
         assert User.objects.get(email=email).check_password(password)

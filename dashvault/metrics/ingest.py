@@ -9,6 +9,7 @@ sent once per call with the metric ids, and live updates recompute affected dash
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ def do_ingest(org: Organization, points: Sequence[PointIn]) -> int:
     UnknownMetrics before anything is written. Within one call a later point with the same
     external id replaces an earlier one. Callers audit the request that brought the points.
     """
+    if not all(math.isfinite(p.value) for p in points):
+        raise ValueError("data point values must be finite numbers")
     keys = {p.metric_key for p in points}
     metrics = {m.key: m.pk for m in Metric.objects.filter(org=org, key__in=keys)}
     unknown = sorted(keys - metrics.keys())
