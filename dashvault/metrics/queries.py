@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,21 +151,28 @@ def series(
     rows = rollups(metric, first, last)
     grouped = _grouped_rows(rows, aggregation, by_dimension=by_dimension)
     if first is None:
-        days = [row["day"] for row in grouped]
+        grouped = list(grouped)
+        days = [row[0] for row in grouped]
         first = min(days) if days else None
     starts = bucket_range(first, last, bucket) if first is not None else []
     position = {start: index for index, start in enumerate(starts)}
 
     per_series: dict[str, list[_Acc]] = {}
-    whole: dict[str, _Acc] = {}
-    for row in grouped:
-        name = (row["dimension"] or NO_DIMENSION) if by_dimension else metric.name
-        if name not in per_series:
-            per_series[name] = [_Acc() for _ in starts]
-            whole[name] = _Acc()
-        acc = per_series[name][position[bucket_start(row["day"], bucket)]]
-        _add_row(acc, row)
-        _add_row(whole[name], row)
+    slot: dict[dt.date, int] = {}  # day → bucket index, computed once per distinct day
+    latest = aggregation == Aggregation.LATEST
+    for day, dimension, *values in grouped:
+        name = (dimension or NO_DIMENSION) if by_dimension else metric.name
+        accs = per_series.get(name)
+        if accs is None:
+            accs = per_series[name] = [_Acc() for _ in starts]
+        index = slot.get(day)
+        if index is None:
+            index = slot[day] = position[bucket_start(day, bucket)]
+        if latest:
+            accs[index].add(0.0, 1, None, None, values[0], values[1])
+        else:
+            accs[index].add(*values)
+    whole = {name: _merged(accs) for name, accs in per_series.items()}
 
     if not by_dimension:
         buckets = per_series.get(metric.name, [_Acc() for _ in starts])
@@ -196,39 +203,52 @@ def leaderboard(
         return []
     rows = rollups(metric, first, last).exclude(dimension="")
     totals: dict[str, _Acc] = {}
-    for row in _grouped_rows(rows, aggregation, by_day=False):
-        _add_row(totals.setdefault(row["dimension"], _Acc()), row)
+    latest = aggregation == Aggregation.LATEST
+    for _day, dimension, *values in _grouped_rows(rows, aggregation, by_day=False):
+        acc = totals.setdefault(dimension, _Acc())
+        if latest:
+            acc.add(0.0, 1, None, None, values[0], values[1])
+        else:
+            acc.add(*values)
     ranked = _rank((name, acc.value(aggregation)) for name, acc in totals.items())
     return [(name, value) for name, value in ranked if value is not None][:n]
 
 
 def _grouped_rows(
     rows: QuerySet[Rollup], aggregation: str, *, by_dimension: bool = True, by_day: bool = True
-) -> Iterable[Mapping[str, Any]]:
-    """Rows of the sums needed for `aggregation`, one per day and/or dimension.
+) -> Iterable[tuple[Any, ...]]:
+    """Tuples (day, dimension, total, count, minimum, maximum), or for "latest"
+    (day, dimension, latest_ts, latest_value), one per day and/or dimension; a grouping left
+    out reads as None.
 
     "latest" cannot be grouped in SQL portably (it needs the value at the greatest
     timestamp), so it reads the rollups themselves: still at most one row per day and
-    dimension. Everything else groups in SQL."""
-    keys = [k for k, on in (("day", by_day), ("dimension", by_dimension)) if on]
+    dimension. Rollups are unique per day and dimension, so grouping by both is the rows
+    themselves: no GROUP BY then (it costs the database a sort). Tuples, not dicts: a chart
+    over a year of 8 dimensions reads ~3,000 rows and per-row overhead dominates."""
+    sums = ("total", "count", "minimum", "maximum")
     if aggregation == Aggregation.LATEST:
-        return rows.order_by("latest_ts", "day", "-dimension").values(
+        return rows.order_by("latest_ts", "day", "-dimension").values_list(
             "day", "dimension", "latest_ts", "latest_value"
         )
-    return (
+    if by_day and by_dimension:
+        return rows.order_by().values_list("day", "dimension", *sums)
+    keys = [k for k, on in (("day", by_day), ("dimension", by_dimension)) if on]
+    grouped = (
         rows.order_by()
         .values(*keys)
         .annotate(
             total=Sum("total"), count=Sum("count"), minimum=Min("minimum"), maximum=Max("maximum")
         )
     )
+    return ((row.get("day"), row.get("dimension"), *(row[k] for k in sums)) for row in grouped)
 
 
-def _add_row(acc: _Acc, row: Mapping[str, Any]) -> None:
-    if "latest_ts" in row:
-        acc.add(0.0, 1, None, None, row["latest_ts"], row["latest_value"])
-    else:
-        acc.add(row["total"], row["count"], row["minimum"], row["maximum"])
+def _merged(accs: Iterable[_Acc]) -> _Acc:
+    whole = _Acc()
+    for acc in accs:
+        whole.merge(acc)
+    return whole
 
 
 def _rank(values: Iterable[tuple[str, float | None]]) -> list[tuple[str, float | None]]:
