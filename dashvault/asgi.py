@@ -3,8 +3,8 @@
 HTTP goes to Django's *WSGI* handler on a thread pool (a2wsgi), not Django's ASGI handler:
 measured here, Django behind its ASGI handler served a trivial view at about a fifth of its
 WSGI rate, because every request hops threads several times. Websockets (live dashboards,
-next issue) will be dispatched from this same router, so pages, API and sockets share one
-origin and one certificate.
+dashvault.live.consumers) are dispatched from this same router on the event loop, so pages,
+API and sockets share one origin and one certificate.
 
 Before dispatch the router fixes the client address and scheme once for everyone: from the
 connection, or from X-Forwarded-For / X-Forwarded-Proto only when the connection comes from a
@@ -45,13 +45,17 @@ class Router:
     def __init__(self) -> None:
         self.http = WSGIMiddleware(get_wsgi_application(), workers=settings.HTTP_THREADS)  # type: ignore[arg-type]
         self.trusted = settings.TRUSTED_PROXIES
+        from dashvault.live.consumers import websocket_application  # needs the app registry
+
+        self.websocket = websocket_application()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         scope = resolve_client(scope, self.trusted)
         if scope["type"] == "http":
             return await self.http(scope, receive, send)  # type: ignore[arg-type]  # a plain dict scope
-        # No websocket routes yet: refuse the handshake.
-        await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] == "websocket":
+            return await self.websocket(scope, receive, send)
+        return None  # lifespan is off in `dashvault serve`; nothing else is served
 
 
 application = Router()

@@ -15,6 +15,7 @@ from dashvault import audit
 from dashvault.accounts.middleware import STARTED
 from dashvault.accounts.models import User, normalize_email
 from dashvault.accounts.sessions import end_sessions
+from dashvault.live.publish import end_session_sockets
 
 
 def _ip(request: HttpRequest | None) -> str | None:
@@ -31,6 +32,9 @@ def on_signed_in(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -
 def on_signed_out(sender: Any, request: HttpRequest, user: User | None, **kwargs: Any) -> None:
     if user is not None:
         audit.record("signout", org=user.org_id, actor=user, ip=_ip(request))
+        # This session's live dashboards close too (all of the user's when it is unknown).
+        session = getattr(request, "session", None)
+        end_session_sockets(user.pk, session.session_key if session is not None else None)
 
 
 @receiver(auth_signals.user_login_failed)

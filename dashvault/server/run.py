@@ -12,6 +12,7 @@ import uvicorn
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from dashvault.live import UVICORN_WS_OPTIONS
 from dashvault.server.tls import ensure_self_signed
 
 # Modern TLS only: 1.2 with forward-secret AEAD suites, and 1.3 (whose suites are all strong).
@@ -86,6 +87,7 @@ def serve(host: str, port: int, redirect_port: int | None) -> None:
         proxy_headers=False,  # the router trusts X-Forwarded-* only from configured proxies
         log_level="warning",
         timeout_graceful_shutdown=5,
+        **UVICORN_WS_OPTIONS,  # type: ignore[arg-type]  # a dict of uvicorn keyword options
     )
     if redirect_port:
         plain = uvicorn.Config(
