@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import pytest
 from django.urls import reverse
 
+from dashvault.dashboards.models import Dashboard, Widget
 from tests.conftest import make_client
 
 SIGN_IN = "/accounts/login/"
@@ -216,3 +217,135 @@ class TestTokenCreate(EndpointChecks):
     method, wrong_method = "post", "put"
     data = {"name": "t", "scopes": ["push"]}
     allowed, denied = ("admin",), ("editor", "viewer")
+
+
+# --- dashboard editing and the batched widget data ------------------------------------------
+
+
+class TestDashboardData(EndpointChecks):
+    url_name = "dashboard_data"
+    obj, kwarg = "dashboard", "dashboard_id"
+    wrong_method = "post"
+
+
+class TestDashboardEdit(EndpointChecks):
+    url_name = "dashboard_edit"
+    obj, kwarg = "dashboard", "dashboard_id"
+    allowed, denied = ("admin", "editor"), ("viewer",)
+    wrong_method = "post"
+
+
+class TestDashboardRename(EndpointChecks):
+    url_name = "dashboard_rename"
+    obj, kwarg = "dashboard", "dashboard_id"
+    method, wrong_method = "post", "get"
+    data = {"title": "Renamed"}
+    allowed, denied = ("admin", "editor"), ("viewer",)
+    ok_status = (302,)
+
+
+class TestDashboardDuplicate(EndpointChecks):
+    url_name = "dashboard_duplicate"
+    obj, kwarg = "dashboard", "dashboard_id"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin", "editor"), ("viewer",)
+    ok_status = (302,)
+
+
+class TestDashboardDeleteConfirm(EndpointChecks):
+    url_name = "dashboard_delete"
+    obj, kwarg = "dashboard", "dashboard_id"
+    allowed, denied = ("admin", "editor"), ("viewer",)
+
+
+class TestDashboardDelete(EndpointChecks):
+    url_name = "dashboard_delete"
+    obj, kwarg = "dashboard", "dashboard_id"
+    method, wrong_method = "post", "put"
+    allowed, denied = ("admin", "editor"), ("viewer",)
+    ok_status = (302,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        # Every call deletes: each gets its own dashboard, granted like "Sales A".
+        doomed = Dashboard.objects.create(org=objects["dashboard"].org, title="Doomed A")
+        objects["group"].dashboards.add(doomed)
+        return reverse(self.url_name, kwargs={self.kwarg: doomed.pk})
+
+
+class TestWidgetNew(EndpointChecks):
+    url_name = "widget_new"
+    obj, kwarg = "dashboard", "dashboard_id"
+    allowed, denied = ("admin", "editor"), ("viewer",)
+
+
+class TestWidgetCreate(EndpointChecks):
+    url_name = "widget_new"
+    obj, kwarg = "dashboard", "dashboard_id"
+    method, wrong_method = "post", "put"
+    data = {"kind": "text", "text": "Hello", "w": "4", "h": "2", "top_n": "5"}
+    allowed, denied = ("admin", "editor"), ("viewer",)
+    ok_status = (302,)
+
+
+class WidgetEndpointChecks(EndpointChecks):
+    """Widget URLs name the dashboard and the widget: a text widget on org A's "Sales A"."""
+
+    allowed, denied = ("admin", "editor"), ("viewer",)
+
+    @pytest.fixture
+    def world(self, admin_a, editor_a, viewer_a, admin_b, dashboards_a, staff):
+        sales = dashboards_a["sales"]
+        widget = Widget.objects.create(
+            org=sales.org, dashboard=sales, kind="text", config={"text": "note"}
+        )
+        users = {
+            "admin": admin_a,
+            "editor": editor_a,
+            "viewer": viewer_a,
+            "other": admin_b,
+            "staff": staff,
+        }
+        return users, {"dashboard": sales, "widget": widget, "group": dashboards_a["group"]}
+
+    def url(self, objects: dict[str, Any]) -> str:
+        kwargs = {"dashboard_id": objects["dashboard"].pk, "widget_id": objects["widget"].pk}
+        return reverse(self.url_name, kwargs=kwargs)
+
+
+class TestWidgetEdit(WidgetEndpointChecks):
+    url_name = "widget_edit"
+    obj = "widget"
+
+
+class TestWidgetUpdate(WidgetEndpointChecks):
+    url_name = "widget_edit"
+    obj = "widget"
+    method, wrong_method = "post", "put"
+    data = {"kind": "text", "text": "Changed", "top_n": "5"}
+    ok_status = (302,)
+
+
+class TestWidgetArrange(WidgetEndpointChecks):
+    url_name = "widget_arrange"
+    obj = "widget"
+    method, wrong_method = "post", "get"
+    data = {"nudge": "right"}
+    ok_status = (302,)
+
+
+class TestWidgetDeleteConfirm(WidgetEndpointChecks):
+    url_name = "widget_delete"
+    obj = "widget"
+
+
+class TestWidgetDelete(WidgetEndpointChecks):
+    url_name = "widget_delete"
+    obj = "widget"
+    method, wrong_method = "post", "put"
+    ok_status = (302,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        # Every call deletes: each gets its own widget on "Sales A".
+        sales = objects["dashboard"]
+        doomed = Widget.objects.create(org=sales.org, dashboard=sales, kind="text", config={})
+        return reverse(self.url_name, kwargs={"dashboard_id": sales.pk, "widget_id": doomed.pk})

@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from dashvault.accounts.models import User
-from dashvault.dashboards.models import Dashboard
+from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Group
 from dashvault.policy import rules
@@ -81,3 +81,21 @@ def access_metric(principal: Principal | TokenPrincipal, key: str) -> Metric:
         return Metric.objects.get(org=principal.org, key=key)
     except Metric.DoesNotExist:
         raise Http404 from None
+
+
+def access_widget(principal: Principal, dashboard_id: object, widget_id: object) -> Widget:
+    """A widget of a dashboard the principal may edit: editor or admin role first (403 for
+    viewers, before any lookup), then the dashboard through access_dashboard (404 when it is
+    another org's or not granted to the principal's groups), then the widget within that
+    dashboard and org (404 for a widget of any other dashboard)."""
+    dashboard = access_dashboard(principal, dashboard_id, need="edit")
+    try:
+        widget = Widget.objects.select_related("metric").get(
+            org=principal.org,
+            dashboard=dashboard,
+            id=_uuid(widget_id),
+        )
+    except Widget.DoesNotExist:
+        raise Http404 from None
+    widget.dashboard = dashboard  # the already-checked object: no second lookup
+    return widget

@@ -72,6 +72,8 @@ class PageProblems:
             self.broken.append(f"{page.url}: console error: {text}")
 
     def _request_failed(self, request: Request) -> None:
+        if request.failure == "net::ERR_ABORTED":
+            return  # the page navigated away before the load finished (a test moving on)
         self.broken.append(f"request failed: {request.method} {request.url}: {request.failure}")
 
     def _response(self, response: Response) -> None:
@@ -88,7 +90,9 @@ class PageProblems:
 OpenPage = Callable[[], tuple[Page, PageProblems]]
 
 
-@pytest.fixture(scope="session")
+# Module scope: the sync API keeps an event loop running on the main thread while it is
+# open, which would stop later tests (test_live_processes) from running asyncio themselves.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         reason = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"

@@ -65,7 +65,7 @@ def test_viewer_sees_only_their_groups_dashboards_and_404_for_the_rest(
     screenshot(page, "viewer-dashboards")
 
     page.get_by_role("link", name="Pipeline", exact=True).click()
-    expect(page.get_by_role("heading", name="Pipeline")).to_be_visible()
+    expect(page.get_by_role("heading", name="Pipeline", exact=True)).to_be_visible()
 
     response = page.goto(support_url)
     assert response is not None and response.status == 404
