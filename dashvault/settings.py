@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "dashvault.api",
     "dashvault.audit",
     "dashvault.server",
+    "dashvault.live",
 ]
 
 MIDDLEWARE = [
@@ -111,6 +112,10 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "dashvault.sqlite3"),
+            # Keep each thread's connection: reopening SQLite (and re-running the PRAGMAs)
+            # cost ~2 ms of every websocket handshake.
+            "CONN_MAX_AGE": 600,
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets readers run during a write; IMMEDIATE avoids upgrade deadlocks.
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -131,7 +136,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
+AUTHENTICATION_BACKENDS = ["dashvault.accounts.backends.AuthenticationBackend"]
 PASSWORD_HASHERS = ["dashvault.accounts.hashers.OwaspArgon2PasswordHasher"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -173,6 +178,8 @@ MFA_PASSKEY_LOGIN_ENABLED = False
 USERSESSIONS_TRACK_ACTIVITY = False  # SessionPolicyMiddleware touches sessions itself
 
 # Sessions: Secure, HttpOnly, SameSite cookies with the __Host- prefix (no Domain, Path=/).
+# Sessions are read from the cache first (Redis in scale-out) and kept in the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_NAME = "__Host-dv_session"
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True

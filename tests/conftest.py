@@ -27,6 +27,16 @@ def require_service(name: str, host: str, port: int) -> None:
         pytest.skip(f"{name} is not running on {host}:{port}")
 
 
+@pytest.fixture(autouse=True)
+def empty_cache() -> Any:
+    """Each test starts with an empty cache (throttle counts, sessions, dashboard data)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 class SecureClient(Client):
     """Django's test client speaking HTTPS, as every real client of dashvault must."""
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 
 import pyotp
-import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from allauth.usersessions.models import UserSession
 from django.contrib.sessions.models import Session
-from django.core.cache import cache
 
 from dashvault.accounts.middleware import STARTED
 from dashvault.audit.models import AuditEntry
@@ -18,13 +16,6 @@ from tests.conftest import PASSWORD, make_client
 LOGIN = "/accounts/login/"
 MISMATCH = "The email address and/or password you specified are not correct."
 LOCKED = "Too many failed login attempts. Try again later."
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def sign_in(client, email, password=PASSWORD):

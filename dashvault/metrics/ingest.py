@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -146,19 +146,14 @@ def _delete_replaced(tz: ZoneInfo, external: Iterable[tuple[uuid.UUID, str]]) ->
 def _insert_points(
     org: Organization, points: Sequence[PointIn], metrics: dict[str, uuid.UUID]
 ) -> None:
-    # Plain executemany instead of bulk_create: building a model instance per point costs more
-    # than the insert itself at 10,000 points per request.
-    ops = connection.ops
+    # Plain executemany instead of bulk_create, with values adapted once per metric and a
+    # direct datetime conversion: at 10,000 points per request, model instances and Django's
+    # per-value adapters cost more than the insert itself.
     org_id = _uuid_db(org.pk)
+    metric_ids = {key: _uuid_db(pk) for key, pk in metrics.items()}
+    adapt_ts = _datetime_adapter()
     rows = [
-        (
-            org_id,
-            _uuid_db(metrics[p.metric_key]),
-            ops.adapt_datetimefield_value(p.ts),
-            p.value,
-            p.dimension,
-            p.external_id,
-        )
+        (org_id, metric_ids[p.metric_key], adapt_ts(p.ts), p.value, p.dimension, p.external_id)
         for p in points
     ]
     table = DataPoint._meta.db_table
@@ -168,6 +163,14 @@ def _insert_points(
             "VALUES (%s, %s, %s, %s, %s, %s)",
             rows,
         )
+
+
+def _datetime_adapter() -> Callable[[dt.datetime], str | dt.datetime]:
+    """How this database takes an aware datetime: SQLite stores naive UTC text exactly as
+    Django's adapter writes it; PostgreSQL's driver takes aware datetimes as they are."""
+    if connection.vendor == "sqlite":
+        return lambda ts: str(ts.astimezone(dt.UTC).replace(tzinfo=None))
+    return lambda ts: ts
 
 
 def _uuid_db(value: uuid.UUID) -> str | uuid.UUID:
@@ -192,6 +195,7 @@ def _upsert_increments(org: Organization, aggs: dict[RollupKey, _Agg]) -> None:
         f"latest_ts = {greatest}(r.latest_ts, excluded.latest_ts)"
     )
     ops = connection.ops
+    adapt_ts = _datetime_adapter()
     rows = [
         (
             _uuid_db(org.pk),
@@ -202,7 +206,7 @@ def _upsert_increments(org: Organization, aggs: dict[RollupKey, _Agg]) -> None:
             agg.count,
             agg.minimum,
             agg.maximum,
-            ops.adapt_datetimefield_value(agg.latest_ts),
+            adapt_ts(agg.latest_ts),
             agg.latest_value,
         )
         for (metric_id, day, dimension), agg in aggs.items()

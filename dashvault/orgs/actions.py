@@ -11,6 +11,7 @@ from dashvault import audit
 from dashvault.accounts.actions import do_create_user
 from dashvault.accounts.models import Role, User
 from dashvault.dashboards.models import Dashboard
+from dashvault.metrics.ingest import rebuild_rollups
 from dashvault.orgs.models import Group, Organization
 
 
@@ -31,9 +32,13 @@ def do_update_org(
     org: Organization, *, name: str, time_zone: str, require_mfa: bool, acting: User, ip: str | None
 ) -> None:
     with transaction.atomic():
+        moved = time_zone != org.time_zone
         org.name, org.time_zone, org.require_mfa = name, time_zone, require_mfa
         org.full_clean()
         org.save(update_fields=["name", "time_zone", "require_mfa"])
+        if moved:
+            # Rollups are per local day: a new time zone moves every day boundary.
+            rebuild_rollups(org)
         audit.record(
             "org.update", org=org, actor=acting, target=org, ip=ip, require_mfa=require_mfa
         )
