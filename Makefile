@@ -45,5 +45,14 @@ lint:
 	$(BIN)/ruff format --check dashvault tests
 	$(BIN)/mypy dashvault
 
+# Benchmarks of issue 3: every bench/*.py script in turn (bench/_*.py are their helpers), each
+# on its own throwaway data; the target fails when any script misses a target. `--quick` on a
+# script gives a short trial run; run them on a quiet machine for the figures.
+bench: setup
+	@status=0; for script in bench/[!_]*.py; do \
+	  echo "== $$script =="; \
+	  $(BIN)/python $$script || status=1; \
+	done; exit $$status
+
 clean:
 	rm -rf $(VENV) node_modules dashvault/static/vendor
