@@ -290,3 +290,31 @@ def test_token_create_command_prints_the_token_once(org_a, metric):
     assert secret.startswith("dvp_") and len(secret) >= 47
     assert secret not in err.getvalue()
     assert push(api(secret), {"points": [point()]}).status_code == 201
+
+
+def test_a_series_is_read_by_bucket_and_dimension(token, metric, org_a):
+    push(
+        api(token),
+        {
+            "points": [
+                point(ts="2026-05-01T10:00:00Z", value=10, dimension="alice"),
+                point(ts="2026-05-02T10:00:00Z", value=5, dimension="bob"),
+                point(ts="2026-05-12T10:00:00Z", value=1, dimension="alice"),
+            ]
+        },
+    )
+    client = api(token)
+    weekly = client.get(
+        "/api/v1/metrics/revenue/series?start=2026-04-27&end=2026-05-17&bucket=week"
+    )
+    assert weekly.status_code == 200, weekly.content
+    assert weekly.json()["starts"] == ["2026-04-27", "2026-05-04", "2026-05-11"]
+    assert weekly.json()["series"] == {"Revenue": [15.0, 0.0, 1.0]}
+    split = client.get(
+        "/api/v1/metrics/revenue/series?start=2026-05-01&end=2026-05-31&bucket=month&by_dimension=true"
+    ).json()
+    assert split["series"] == {"alice": [11.0], "bob": [5.0]}
+    bad = client.get("/api/v1/metrics/revenue/series?start=2026-05-31&end=2026-05-01")
+    assert bad.status_code == 422
+    huge = client.get("/api/v1/metrics/revenue/series?start=1900-01-01&end=2100-01-01")
+    assert huge.status_code == 422

@@ -117,3 +117,18 @@ def test_another_orgs_metric_key_is_unknown(org, org_b):
     Metric.objects.create(org=org_b, key="b_only", name="b")
     with pytest.raises(UnknownMetrics):
         do_ingest(org, [PointIn("b_only", BASE, 1.0)])
+
+
+def test_the_rebuild_command_agrees_with_incremental_rollups(org):
+    import io
+
+    from django.core.management import call_command
+
+    do_ingest(
+        org, [PointIn("deals", BASE + dt.timedelta(hours=h), float(h), "alice") for h in range(60)]
+    )
+    before = snapshot(org)
+    out = io.StringIO()
+    call_command("rollups", "rebuild", "--org", org.name, stdout=out)
+    assert f"{org.pk}: {len(before)} rollup rows rebuilt" in out.getvalue()
+    assert rounded(snapshot(org)) == rounded(before)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ninja import Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from dashvault.metrics.models import Aggregation, Unit
 
 MAX_POINTS = 10_000
+MAX_SERIES_DAYS = 3660
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
@@ -91,9 +92,25 @@ class ErrorOut(Schema):
     detail: str
 
 
+class SeriesQuery(Strict):
+    start: dt.date = Field(description="first local day (the org's time zone), inclusive")
+    end: dt.date = Field(description="last local day, inclusive")
+    bucket: Literal["day", "week", "month"] = "day"
+    aggregation: Aggregation | None = Field(None, description="default: the metric's own")
+    by_dimension: bool = False
+
+    @model_validator(mode="after")
+    def bounded(self) -> SeriesQuery:
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        if (self.end - self.start).days > MAX_SERIES_DAYS:
+            raise ValueError(f"at most {MAX_SERIES_DAYS} days per request")
+        return self
+
+
 class SeriesOut(Schema):
     key: str
     bucket: str
     aggregation: str
-    labels: list[str]
+    starts: list[dt.date] = Field(description="the first day of each bucket")
     series: dict[str, list[float | None]]

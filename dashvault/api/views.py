@@ -18,7 +18,7 @@ from dashvault import audit
 from dashvault.api import schemas
 from dashvault.api.auth import BearerToken
 from dashvault.api.models import IdempotencyRecord, Scope
-from dashvault.metrics import ingest
+from dashvault.metrics import ingest, queries
 from dashvault.metrics.models import Metric
 from dashvault.policy.access import access_metric, require_scope
 from dashvault.policy.principal import TokenPrincipal
@@ -233,6 +233,26 @@ def delete_metric(request: HttpRequest, key: str) -> Any:
             409, {"detail": "Widgets show this metric; remove them from their dashboards first."}
         )
     return Status(204, None)
+
+
+@api.get("/metrics/{key}/series", response=schemas.SeriesOut, summary="Read a metric's series")
+def metric_series(request: HttpRequest, key: str, query: Query[schemas.SeriesQuery]) -> Any:
+    """Values per day, ISO week or month over local days start..end (from the rollups), one
+    series, or one per dimension (the ten largest; the rest as "(other)")."""
+    principal = _principal(request, Scope.READ)
+    metric = access_metric(principal, key)
+    aggregation = query.aggregation or metric.aggregation
+    starts, values = queries.series(
+        metric, query.start, query.end, query.bucket, aggregation, query.by_dimension
+    )
+    _audit(principal, "api.read", metric)
+    return {
+        "key": metric.key,
+        "bucket": query.bucket,
+        "aggregation": aggregation,
+        "starts": starts,
+        "series": values,
+    }
 
 
 class RangeQuery(schemas.Strict):

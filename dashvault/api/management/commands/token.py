@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from dashvault.api.actions import do_create_token
 from dashvault.api.models import Scope
-from dashvault.orgs.models import Organization
+from dashvault.orgs.queries import org_by_ref
 
 
 class Command(BaseCommand):
@@ -30,7 +30,9 @@ class Command(BaseCommand):
         create.add_argument("--expires-days", type=int, help="expire after this many days")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        org = _find_org(options["org"])
+        org = org_by_ref(options["org"])
+        if org is None:
+            raise CommandError(f"No single organization with id or name {options['org']!r}.")
         days = options["expires_days"]
         if days is not None and days < 1:
             raise CommandError("--expires-days must be at least 1")
@@ -45,14 +47,3 @@ class Command(BaseCommand):
             f"Created token {token.prefix}… for {org.name} ({', '.join(token.scopes)})."
         )
         self.stdout.write(secret)
-
-
-def _find_org(ref: str) -> Organization:
-    try:
-        return Organization.objects.get(pk=ref)
-    except (Organization.DoesNotExist, ValidationError, ValueError):
-        pass
-    matches = list(Organization.objects.filter(name=ref)[:2])
-    if len(matches) != 1:
-        raise CommandError(f"No single organization with id or name {ref!r}.")
-    return matches[0]
