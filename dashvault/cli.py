@@ -4,6 +4,8 @@ dashvault serve          HTTPS server (migrates first in embedded mode)
 dashvault createorg      a new organization and its first admin
 dashvault createstaff    a platform staff member
 dashvault keys rotate    a new master key; re-wraps every organization's data key
+dashvault token create   an org API token for the push API (printed once)
+dashvault rollups rebuild  recompute daily rollups from raw points
 dashvault demo           the demo organization "Acme" (once)
 dashvault help           every command
 """

@@ -175,11 +175,18 @@ MFA_ADAPTER = "dashvault.accounts.mfa.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_TOTP_ISSUER = "dashvault"
 MFA_PASSKEY_LOGIN_ENABLED = False
+USERSESSIONS_ADAPTER = "dashvault.accounts.sessions.UserSessionsAdapter"
 USERSESSIONS_TRACK_ACTIVITY = False  # SessionPolicyMiddleware touches sessions itself
 
 # Sessions: Secure, HttpOnly, SameSite cookies with the __Host- prefix (no Domain, Path=/).
-# Sessions are read from the cache first (Redis in scale-out) and kept in the database.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# With Redis, sessions are read from the shared cache first and kept in the database. Without
+# it they stay database-only: a per-process memory cache could keep serving a session that
+# another process already ended.
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.cached_db"
+    if REDIS_URL
+    else "django.contrib.sessions.backends.db"
+)
 SESSION_COOKIE_NAME = "__Host-dv_session"
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True

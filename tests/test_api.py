@@ -318,3 +318,77 @@ def test_a_series_is_read_by_bucket_and_dimension(token, metric, org_a):
     assert bad.status_code == 422
     huge = client.get("/api/v1/metrics/revenue/series?start=1900-01-01&end=2100-01-01")
     assert huge.status_code == 422
+
+
+@pytest.mark.parametrize("value", [1.7e308, -1e16, 1e15 + 1e3])
+def test_values_whose_sums_could_overflow_are_refused(token, metric, value):
+    response = push(api(token), {"points": [point(value=value)]})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "value"
+    assert nothing_stored()
+
+
+def test_do_ingest_refuses_huge_values_for_every_caller(org_a, metric):
+    from dashvault.metrics.ingest import PointIn as Point
+    from dashvault.metrics.ingest import do_ingest
+
+    with pytest.raises(ValueError):
+        do_ingest(org_a, [Point("revenue", dt.datetime(2026, 5, 1, tzinfo=dt.UTC), 1e300)])
+    assert nothing_stored()
+
+
+@pytest.mark.parametrize("field", ["dimension", "external_id"])
+def test_nul_characters_are_refused(token, metric, field):
+    response = push(api(token), {"points": [point(**{field: "a\x00b"})]})
+    assert response.status_code == 422
+    assert nothing_stored()
+
+
+def test_a_metric_name_with_nul_is_refused(token, db):
+    response = api(token).post(
+        "/api/v1/metrics", {"key": "calls", "name": "a\x00b"}, content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert not Metric.objects.filter(key="calls").exists()
+
+
+@pytest.mark.parametrize("key", ["Not A Key", "a\x00b", "x" * 200])
+def test_a_malformed_metric_key_in_the_path_is_404(token, metric, key):
+    assert api(token).get(f"/api/v1/metrics/{key}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "series?start=9999-12-20&end=9999-12-31",
+        "series?start=0001-01-01&end=0001-01-31&bucket=month",
+        "points?start=0001-01-01T00:00:00%2B00:00&end=2026-01-01T00:00:00Z",
+        "points?start=2026-01-01T00:00:00Z&end=9999-12-31T23:59:59Z",
+    ],
+)
+def test_dates_far_out_of_range_are_a_422(token, metric, query):
+    client = api(token)
+    url = f"/api/v1/metrics/revenue/{query}"
+    response = client.get(url) if query.startswith("series") else client.delete(url)
+    assert response.status_code == 422
+
+
+def test_an_unexpected_error_answers_json_and_stores_nothing(token, metric, monkeypatch):
+    from dashvault.metrics import ingest
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ingest, "_upsert_increments", broken)
+    client = SecureClient(
+        headers={"Authorization": f"Bearer {token}"}, raise_request_exception=False
+    )
+    response = push(client, {"points": [point()]})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal error; nothing was stored."}
+    assert nothing_stored()
+
+
+def test_the_created_token_page_is_not_cached(admin_a):
+    response = make_client(admin_a).post("/org/tokens/", {"name": "x", "scopes": ["push"]})
+    assert response["Cache-Control"] == "no-store"

@@ -38,7 +38,7 @@ from dashvault.live.hub import Screen, hub
 from dashvault.metrics.ingest import PointIn, do_ingest
 from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Organization
-from tests.conftest import make_client, require_service
+from tests.conftest import PASSWORD, make_client, require_service
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -422,6 +422,49 @@ async def test_signing_out_closes_that_sessions_screens(viewer_a: User, sales: D
     assert await closed_with(signed_out) == (4401, "signed_out")
     assert await stays.receive_nothing(timeout=0.2)
     await stays.disconnect()
+
+
+async def test_signing_out_other_sessions_on_the_sessions_page_closes_their_screens(
+    viewer_a: User, sales: Dashboard
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    here, there = make_client(), make_client()
+    for client in (here, there):  # password sign-ins: each session is listed on the page
+        response = await sync_to_async(client.post)(
+            "/accounts/login/", {"login": viewer_a.email, "password": PASSWORD}
+        )
+        assert response.status_code == 302
+    other = there.cookies[COOKIE].value
+    mine, theirs = socket(sales.pk, here.cookies[COOKIE].value), socket(sales.pk, other)
+    await opened(mine)
+    await opened(theirs)
+
+    response = await sync_to_async(here.post)("/accounts/sessions/")
+    assert response.status_code == 302
+
+    assert await closed_with(theirs) == (4401, "signed_out")
+    assert not await Session.objects.filter(session_key=other).aexists()
+    assert await mine.receive_nothing(timeout=0.2)
+    await mine.disconnect()
+
+
+async def test_requiring_mfa_sends_open_screens_back_through_admission(
+    admin_a: User, viewer_a: User, sales: Dashboard
+) -> None:
+    from dashvault.orgs.actions import do_update_org
+
+    screen = socket(sales.pk, await sync_to_async(session_of)(viewer_a))
+    await opened(screen)
+    org = viewer_a.org
+    await database_sync_to_async(do_update_org)(
+        org, name=org.name, time_zone=org.time_zone, require_mfa=True, acting=admin_a, ip=None
+    )
+    code, _ = await closed_with(screen)
+    assert code == 4000  # reconnects, and admission now refuses a member without MFA
+    assert await refused_after_accept(
+        socket(sales.pk, await sync_to_async(session_of)(viewer_a))
+    ) == (4403, "mfa_required")
 
 
 async def test_deactivating_a_user_closes_their_screens(

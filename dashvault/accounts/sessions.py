@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from allauth.usersessions.adapter import DefaultUserSessionsAdapter
 from allauth.usersessions.models import UserSession
 
 from dashvault.accounts.models import User
-from dashvault.live.publish import end_user_sockets
+from dashvault.live.publish import end_session_sockets, end_user_sockets
 
 
 def end_sessions(user: User, *, keep_session_key: str | None = None) -> int:
@@ -22,3 +25,13 @@ def end_sessions(user: User, *, keep_session_key: str | None = None) -> int:
             ended += 1
     end_user_sockets(user.pk, keep_session_key=keep_session_key)
     return ended
+
+
+class UserSessionsAdapter(DefaultUserSessionsAdapter):
+    """allauth's "sign out other sessions" (the Sessions page) also closes those sessions'
+    live dashboard screens in every process, not only their stored sessions."""
+
+    def end_sessions(self, sessions: Iterable[UserSession]) -> None:
+        for user_session in sessions:
+            user_session.end()
+            end_session_sockets(user_session.user_id, user_session.session_key)

@@ -55,7 +55,7 @@ def on_signin_failed(
 
 def _password_changed(request: HttpRequest, user: User, action: str) -> None:
     # Django already invalidates other sessions through the session auth hash; ending them
-    # here removes them from the store (and, later, closes their live connections).
+    # here removes them from the store and closes their live screens.
     keep = request.session.session_key if request.user.is_authenticated else None
     end_sessions(user, keep_session_key=keep)
     audit.record(action, org=user.org_id, actor=user, target=user, ip=_ip(request))

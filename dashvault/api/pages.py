@@ -37,7 +37,9 @@ def token_list(request: HttpRequest, principal: Principal) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            return render(request, "api/token_created.html", {"token": token, "secret": secret})
+            response = render(request, "api/token_created.html", {"token": token, "secret": secret})
+            response["Cache-Control"] = "no-store"  # the secret must not linger in a cache
+            return response
     tokens = ApiToken.objects.filter(org=principal.org)
     context = {"form": form, "tokens": tokens, "now": timezone.now()}
     return render(request, "api/token_list.html", context, status=400 if form.errors else 200)

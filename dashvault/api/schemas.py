@@ -6,17 +6,46 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from dashvault.metrics.models import Aggregation, Unit
+from dashvault.metrics.models import METRIC_KEY_PATTERN, Aggregation, Unit
 
 MAX_POINTS = 10_000
 MAX_SERIES_DAYS = 3660
+MAX_MAGNITUDE = 1e15
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]  # JSON NaN/Infinity are refused
-MetricKey = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# JSON NaN/Infinity are refused, and so are magnitudes whose sums could overflow a double
+# (PostgreSQL raises on overflow instead of giving infinity).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Text that PostgreSQL can store (it refuses NUL characters in text columns).
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _in_range(value: dt.datetime) -> dt.datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("timestamp must be between 1900-01-01 and 2200-01-01")
+    return value
+
+
+def _day_in_range(value: dt.date) -> dt.date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError("date must be between 1900-01-01 and 2200-01-01")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Day = Annotated[dt.date, AfterValidator(_day_in_range)]
+MetricKey = Annotated[str, Field(pattern=METRIC_KEY_PATTERN)]
 
 
 class Strict(Schema):
@@ -29,19 +58,12 @@ class PointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: MetricKey
-    ts: AwareDatetime = Field(description="ISO 8601 with an offset, e.g. 2026-05-01T12:00:00Z")
+    ts: Instant = Field(description="ISO 8601 with an offset, e.g. 2026-05-01T12:00:00Z")
     value: FiniteFloat
-    dimension: str = Field("", max_length=120, description="e.g. a sales rep or region")
-    external_id: str | None = Field(
+    dimension: Text = Field("", max_length=120, description="e.g. a sales rep or region")
+    external_id: Text | None = Field(
         None, min_length=1, max_length=200, description="re-sending an id replaces the point"
     )
-
-    @field_validator("ts")
-    @classmethod
-    def in_range(cls, value: dt.datetime) -> dt.datetime:
-        if not EARLIEST <= value < LATEST:
-            raise ValueError("timestamp must be between 1900-01-01 and 2200-01-01")
-        return value
 
 
 class PushIn(BaseModel):
@@ -56,7 +78,7 @@ class PushOut(Schema):
 
 class MetricIn(Strict):
     key: MetricKey
-    name: str = Field(min_length=1, max_length=120)
+    name: Text = Field(min_length=1, max_length=120)
     unit: Unit = Unit.NUMBER
     currency: str = Field("", pattern=r"^([A-Z]{3})?$", description="ISO 4217, for currency")
     aggregation: Aggregation = Aggregation.SUM
@@ -69,7 +91,7 @@ class MetricIn(Strict):
 
 
 class MetricPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=120)
+    name: Text | None = Field(None, min_length=1, max_length=120)
     unit: Unit | None = None
     currency: str | None = Field(None, pattern=r"^([A-Z]{3})?$")
     aggregation: Aggregation | None = None
@@ -93,8 +115,8 @@ class ErrorOut(Schema):
 
 
 class SeriesQuery(Strict):
-    start: dt.date = Field(description="first local day (the org's time zone), inclusive")
-    end: dt.date = Field(description="last local day, inclusive")
+    start: Day = Field(description="first local day (the org's time zone), inclusive")
+    end: Day = Field(description="last local day, inclusive")
     bucket: Literal["day", "week", "month"] = "day"
     aggregation: Aggregation | None = Field(None, description="default: the metric's own")
     by_dimension: bool = False

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -24,6 +25,7 @@ from dashvault.policy.access import access_metric, require_scope
 from dashvault.policy.principal import TokenPrincipal
 
 MAX_ERRORS = 100
+logger = logging.getLogger(__name__)
 
 
 class UnsupportedMediaType(Exception):
@@ -90,6 +92,15 @@ def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     )
 
 
+@api.exception_handler(Exception)
+def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # API clients get JSON even for a bug; the traceback goes to the log (ids only there).
+    logger.exception("api: unexpected error on %s", request.path)
+    return api.create_response(
+        request, {"detail": "Internal error; nothing was stored."}, status=500
+    )
+
+
 @api.exception_handler(PermissionDenied)
 def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
     return api.create_response(request, {"detail": str(exc) or "Forbidden"}, status=403)
@@ -116,7 +127,12 @@ def _audit(principal: TokenPrincipal, action: str, target: Any = None, **detail:
 
 @api.post(
     "/datapoints",
-    response={201: schemas.PushOut, 200: schemas.PushOut, 400: schemas.ErrorOut},
+    response={
+        201: schemas.PushOut,
+        200: schemas.PushOut,
+        400: schemas.ErrorOut,
+        409: schemas.ErrorOut,
+    },
     summary="Push up to 10,000 data points, all or nothing",
 )
 def push_datapoints(
@@ -154,9 +170,9 @@ def push_datapoints(
         )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer as it did.
-        replay = _replay(principal, idempotency_key or "", body_hash)
+        replay = _replay(principal, idempotency_key or "", body_hash) if idempotency_key else None
         if replay is None:
-            raise
+            return Status(409, {"detail": "A concurrent request wrote the same data; retry it."})
         return replay
     return Status(201, answer)
 
@@ -173,6 +189,7 @@ def _replay(principal: TokenPrincipal, key: str, body_hash: str) -> Status | Non
 @api.get("/metrics", response=list[schemas.MetricOut], summary="List metrics")
 def list_metrics(request: HttpRequest) -> Any:
     principal = _principal(request, Scope.READ)
+    _audit(principal, "api.read")
     return list(Metric.objects.filter(org=principal.org).order_by("key"))
 
 
@@ -192,7 +209,10 @@ def create_metric(request: HttpRequest, payload: schemas.MetricIn) -> Any:
 
 @api.get("/metrics/{key}", response=schemas.MetricOut, summary="Read a metric")
 def get_metric(request: HttpRequest, key: str) -> Any:
-    return access_metric(_principal(request, Scope.READ), key)
+    principal = _principal(request, Scope.READ)
+    metric = access_metric(principal, key)
+    _audit(principal, "api.read", metric)
+    return metric
 
 
 @api.patch(
@@ -213,6 +233,7 @@ def update_metric(request: HttpRequest, key: str, payload: schemas.MetricPatch) 
             setattr(metric, field, value)
         metric.save()
         _audit(principal, "metric.update", metric)
+        ingest.announce_change(principal.org, [metric.pk])  # names and units show on screens
     return Status(200, metric)
 
 
@@ -256,9 +277,9 @@ def metric_series(request: HttpRequest, key: str, query: Query[schemas.SeriesQue
 
 
 class RangeQuery(schemas.Strict):
-    start: schemas.AwareDatetime
-    end: schemas.AwareDatetime
-    dimension: str | None = None
+    start: schemas.Instant
+    end: schemas.Instant
+    dimension: schemas.Text | None = None
 
 
 @api.delete(

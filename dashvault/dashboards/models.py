@@ -6,7 +6,7 @@ from django.db import models
 
 
 class Dashboard(models.Model):
-    """A dashboard of an organization. Widgets come with the metrics issue."""
+    """A dashboard of an organization: a grid of widgets (below)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")

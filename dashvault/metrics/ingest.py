@@ -21,6 +21,8 @@ from django.dispatch import Signal
 from dashvault.metrics.models import DataPoint, Metric, Rollup
 from dashvault.orgs.models import Organization
 
+MAX_MAGNITUDE = 1e15  # sums of many such values stay far from a double's overflow
+
 # Sent after commit with org_id and metric_ids (a frozenset of UUIDs).
 metrics_changed = Signal()
 
@@ -91,27 +93,30 @@ def do_ingest(org: Organization, points: Sequence[PointIn]) -> int:
     UnknownMetrics before anything is written. Within one call a later point with the same
     external id replaces an earlier one. Callers audit the request that brought the points.
     """
-    if not all(math.isfinite(p.value) for p in points):
-        raise ValueError("data point values must be finite numbers")
+    if not all(math.isfinite(p.value) and abs(p.value) <= MAX_MAGNITUDE for p in points):
+        raise ValueError(f"data point values must be finite numbers of at most {MAX_MAGNITUDE:g}")
     keys = {p.metric_key for p in points}
-    metrics = {m.key: m.pk for m in Metric.objects.filter(org=org, key__in=keys)}
-    unknown = sorted(keys - metrics.keys())
-    if unknown:
-        raise UnknownMetrics(unknown)
     tz = ZoneInfo(org.time_zone)
 
-    # Last one wins for repeated external ids inside the batch.
-    by_external: dict[tuple[uuid.UUID, str], int] = {}
-    for index, point in enumerate(points):
-        if point.external_id is not None:
-            by_external[(metrics[point.metric_key], point.external_id)] = index
-    kept = [
-        p
-        for i, p in enumerate(points)
-        if p.external_id is None or by_external[(metrics[p.metric_key], p.external_id)] == i
-    ]
-
     with transaction.atomic():
+        # Writers of the same metrics queue here, in one order (by id): without it two pushes
+        # touching the same rollups in different orders deadlock on PostgreSQL, and a re-sent
+        # external id races its first copy into the unique constraint.
+        locked = Metric.objects.select_for_update().filter(org=org, key__in=keys).order_by("pk")
+        metrics = {m.key: m.pk for m in locked}
+        unknown = sorted(keys - metrics.keys())
+        if unknown:
+            raise UnknownMetrics(unknown)
+        # Last one wins for repeated external ids inside the batch.
+        by_external: dict[tuple[uuid.UUID, str], int] = {}
+        for index, point in enumerate(points):
+            if point.external_id is not None:
+                by_external[(metrics[point.metric_key], point.external_id)] = index
+        kept = [
+            p
+            for i, p in enumerate(points)
+            if p.external_id is None or by_external[(metrics[p.metric_key], p.external_id)] == i
+        ]
         dirty = _delete_replaced(tz, by_external.keys())
         _insert_points(org, kept, metrics)
         fresh = _aggregate(
@@ -119,11 +124,17 @@ def do_ingest(org: Organization, points: Sequence[PointIn]) -> int:
         )
         _upsert_increments(org, {k: v for k, v in fresh.items() if k not in dirty})
         _recompute(org, tz, dirty)
-        changed = frozenset(metrics[k] for k in keys)
-        transaction.on_commit(
-            lambda: metrics_changed.send(sender=Metric, org_id=org.pk, metric_ids=changed)
-        )
+        announce_change(org, (metrics[k] for k in keys))
     return len(kept)
+
+
+def announce_change(org: Organization, metric_ids: Iterable[uuid.UUID]) -> None:
+    """After commit, tell live screens these metrics changed (also for edits that are not
+    new points: a metric renamed, rollups rebuilt)."""
+    changed = frozenset(metric_ids)
+    transaction.on_commit(
+        lambda: metrics_changed.send(sender=Metric, org_id=org.pk, metric_ids=changed)
+    )
 
 
 def _delete_replaced(tz: ZoneInfo, external: Iterable[tuple[uuid.UUID, str]]) -> set[RollupKey]:
@@ -266,6 +277,7 @@ def do_delete_points(
         raise ValueError("metric of another organization")
     tz = ZoneInfo(org.time_zone)
     with transaction.atomic():
+        Metric.objects.select_for_update().filter(pk=metric.pk).first()  # as in do_ingest
         points = DataPoint.objects.filter(metric=metric, ts__gte=start, ts__lt=end)
         if dimension is not None:
             points = points.filter(dimension=dimension)
@@ -277,11 +289,7 @@ def do_delete_points(
             inner = inner.filter(dimension=dimension)
         inner.delete()
         _recompute(org, tz, {(metric.pk, day, dim) for day in edge_days for dim in dims})
-        transaction.on_commit(
-            lambda: metrics_changed.send(
-                sender=Metric, org_id=org.pk, metric_ids=frozenset([metric.pk])
-            )
-        )
+        announce_change(org, [metric.pk])
     return deleted
 
 
@@ -309,4 +317,5 @@ def rebuild_rollups(org: Organization) -> int:
                 batch_size=2000,
             )
             written += len(aggs)
+        announce_change(org, Metric.objects.filter(org=org).values_list("id", flat=True))
     return written

@@ -7,8 +7,9 @@ import uuid
 from django.core.validators import RegexValidator
 from django.db import models
 
+METRIC_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 METRIC_KEY = RegexValidator(
-    r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+    METRIC_KEY_PATTERN,
     "Use 1-64 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit.",
 )
 

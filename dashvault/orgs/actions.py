@@ -11,6 +11,7 @@ from dashvault import audit
 from dashvault.accounts.actions import do_create_user
 from dashvault.accounts.models import Role, User
 from dashvault.dashboards.models import Dashboard
+from dashvault.live.publish import recheck
 from dashvault.metrics.ingest import rebuild_rollups
 from dashvault.orgs.models import Group, Organization
 
@@ -33,6 +34,7 @@ def do_update_org(
 ) -> None:
     with transaction.atomic():
         moved = time_zone != org.time_zone
+        mfa_turned_on = require_mfa and not org.require_mfa
         org.name, org.time_zone, org.require_mfa = name, time_zone, require_mfa
         org.full_clean()
         org.save(update_fields=["name", "time_zone", "require_mfa"])
@@ -42,6 +44,9 @@ def do_update_org(
         audit.record(
             "org.update", org=org, actor=acting, target=org, ip=ip, require_mfa=require_mfa
         )
+        if mfa_turned_on:
+            # Open screens of members without a second factor must go through admission again.
+            recheck(user_ids=User.objects.filter(org=org).values_list("id", flat=True))
 
 
 def do_save_group(

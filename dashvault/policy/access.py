@@ -8,6 +8,7 @@ lookup, so a 403 never reveals whether an object exists.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Literal
 
@@ -16,10 +17,12 @@ from django.http import Http404
 
 from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
-from dashvault.metrics.models import Metric
+from dashvault.metrics.models import METRIC_KEY_PATTERN, Metric
 from dashvault.orgs.models import Group
 from dashvault.policy import rules
 from dashvault.policy.principal import Principal, TokenPrincipal
+
+METRIC_KEY_RE = re.compile(METRIC_KEY_PATTERN)
 
 
 def _uuid(value: object) -> uuid.UUID:
@@ -75,7 +78,7 @@ def require_scope(principal: TokenPrincipal, scope: str) -> None:
 
 def access_metric(principal: Principal | TokenPrincipal, key: str) -> Metric:
     """A metric of the principal's org by key (404 for other orgs' and unknown keys)."""
-    if principal.org is None:
+    if principal.org is None or not METRIC_KEY_RE.fullmatch(key):
         raise Http404
     try:
         return Metric.objects.get(org=principal.org, key=key)

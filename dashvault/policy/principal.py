@@ -1,5 +1,5 @@
-"""Who is asking: the principal behind a request (session user now; kiosk links, API tokens
-and staff grants join later) and the organization it acts in."""
+"""Who is asking: the principal behind a request (a session user, or an API token; kiosk
+links and staff grants join later) and the organization it acts in."""
 
 from __future__ import annotations
 
