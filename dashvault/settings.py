@@ -179,12 +179,13 @@ USERSESSIONS_ADAPTER = "dashvault.accounts.sessions.UserSessionsAdapter"
 USERSESSIONS_TRACK_ACTIVITY = False  # SessionPolicyMiddleware touches sessions itself
 
 # Sessions: Secure, HttpOnly, SameSite cookies with the __Host- prefix (no Domain, Path=/).
-# With Redis, sessions are read from the shared cache first and kept in the database. Without
-# it they stay database-only: a per-process memory cache could keep serving a session that
-# another process already ended.
+# Sessions are read from the cache first (and kept in the database) when the cache is shared
+# by every process that serves: Redis, or embedded mode's single process. A production server
+# without Redis keeps them database-only: one process's memory cache could keep serving a
+# session that another process already ended.
 SESSION_ENGINE = (
     "django.contrib.sessions.backends.cached_db"
-    if REDIS_URL
+    if REDIS_URL or EMBEDDED
     else "django.contrib.sessions.backends.db"
 )
 SESSION_COOKIE_NAME = "__Host-dv_session"

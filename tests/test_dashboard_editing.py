@@ -548,15 +548,15 @@ def test_the_data_endpoint_query_count_is_pinned_for_20_widgets(
     datacache.forget(sales.pk)
     client = make_client(viewer_a)
     client.get("/dashboards/")  # warm the session
-    # Cold: 3 for the request (session, user with org, dashboard access; with Redis the session
-    # comes from the cache), 2 for the org's time zone and
+    # Cold: 2 for the request (user with org, dashboard access; the session comes from the
+    # cache), 2 for the org's time zone and
     # the widgets with their metrics, then per widget: 2 per KPI (its period and the previous
     # one), 1 per chart, leaderboard and gauge, 0 per text.
     per_widget = 6 * 2 + 5 + 3 + 3 + 2
-    with django_assert_num_queries(3 + 2 + per_widget):
+    with django_assert_num_queries(2 + 2 + per_widget):
         cold = client.get(url("dashboard_data", sales.pk))
     # Warm: the computed JSON is shared from the cache; only the access path runs.
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         warm = client.get(url("dashboard_data", sales.pk))
     assert cold.status_code == warm.status_code == 200
     assert len(cold.json()["widgets"]) == 20 and warm.content == cold.content
@@ -569,7 +569,7 @@ def test_the_dashboard_page_query_count_is_pinned_for_20_widgets(
     client = make_client(viewer_a)
     client.get(url("dashboard_detail", sales.pk))
     # The access path, the tiles' places; the data comes from the cache the first view filled.
-    with django_assert_num_queries(3 + 1):
+    with django_assert_num_queries(2 + 1):
         response = client.get(url("dashboard_detail", sales.pk))
     assert response.status_code == 200
     assert response.content.decode().count('class="tile ') == 20
