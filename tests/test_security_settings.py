@@ -140,3 +140,38 @@ def test_hashing_concurrency_is_capped(settings, monkeypatch):
         thread.join()
     assert peak == 2
     monkeypatch.setattr(hashers, "_slots", None)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/org/members/new/",
+        "/org/groups/new/",
+        "/dashboards/new/",
+        "/org/tokens/",
+        "/accounts/logout/",
+    ],
+)
+def test_state_changing_forms_refuse_a_post_without_the_csrf_token(admin_a, path):
+    from tests.conftest import SecureClient
+
+    client = SecureClient(enforce_csrf_checks=True)
+    client.force_login(admin_a)
+    response = client.post(
+        path, {"email": "x@a.example", "role": "viewer", "name": "x", "title": "x"}
+    )
+    assert response.status_code == 403
+    assert b"Form expired" in response.content
+
+
+def test_the_api_needs_no_csrf_token_because_it_takes_no_cookies(admin_a, org_a):
+    from dashvault.api.actions import do_create_token
+    from tests.conftest import SecureClient
+
+    _, token = do_create_token(org_a, "t", ["read"], expires_at=None, acting=admin_a)
+    client = SecureClient(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {token}"})
+    client.force_login(admin_a)  # a session cookie alone must not authenticate the API
+    assert client.get("/api/v1/metrics").status_code == 200
+    anonymous = SecureClient(enforce_csrf_checks=True)
+    anonymous.force_login(admin_a)
+    assert anonymous.get("/api/v1/metrics").status_code == 401
