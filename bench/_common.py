@@ -11,12 +11,10 @@ import datetime as dt
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.live (the real-server helper of the test suite)
 
-from tests.live import dashvault, free_port, running_server, server_env  # noqa: E402, F401  (re-exported)
+from tests.live import (  # noqa: E402, F401  (re-exported)
+    dashvault,
+    free_port,
+    running_server,
+    server_env,
+    wait_for_port,
+)
 
 # Sales reps: the dimension of every generated metric.
 REPS = ("Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana")
@@ -129,22 +133,6 @@ def setup_django(data_dir: Path) -> None:
     import django
 
     django.setup()
-
-
-def wait_for_port(
-    process: subprocess.Popen[Any], port: int, log: Path, seconds: float = 60
-) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log.read_text()}") from None
-            time.sleep(0.2)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,24 @@ def server_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str,
     )
     env.update(extra or {})
     return env
+
+
+def wait_for_port(
+    process: subprocess.Popen[Any], port: int, log: Path, seconds: float = 60
+) -> None:
+    """Wait until the server process accepts connections on `port`; raise with its log if it
+    exits or does not start in time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{log.read_text()}") from None
+            time.sleep(0.2)
 
 
 class Server:
@@ -81,17 +100,7 @@ def running_server(
         )
     server = Server(process, port, redirect_port, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log.read_text()}") from None
-                time.sleep(0.2)
+        wait_for_port(process, port, log)
         yield server
     finally:
         process.terminate()
