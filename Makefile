@@ -31,7 +31,7 @@ run: setup
 # With CI=true the PostgreSQL, Redis and browser tests must run (they fail instead of skipping),
 # and the suite runs a second time on PostgreSQL.
 test: setup
-	$(BIN)/ruff check dashvault tests
+	$(BIN)/ruff check dashvault tests bench
 	$(BIN)/mypy dashvault
 	DASHVAULT_DATA_DIR=$$(mktemp -d) $(BIN)/dashvault makemigrations --check --dry-run
 	$(BIN)/pytest
@@ -41,7 +41,7 @@ test: setup
 	fi
 
 lint:
-	$(BIN)/ruff check dashvault tests
+	$(BIN)/ruff check dashvault tests bench
 	$(BIN)/ruff format --check dashvault tests
 	$(BIN)/mypy dashvault
 
