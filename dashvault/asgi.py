@@ -23,6 +23,7 @@ from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from dashvault.lib.clientip import client_address, is_trusted  # noqa: E402
+from dashvault.live import warm  # noqa: E402
 
 Scope = dict[str, Any]
 
@@ -52,6 +53,11 @@ class Router:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         scope = resolve_client(scope, self.trusted)
         if scope["type"] == "http":
+            dashboard_id = warm.data_request(scope)
+            if dashboard_id is not None:
+                if await warm.answer(scope, dashboard_id, send):
+                    return None  # a session Django admitted moments ago (live.admission)
+                send = warm.capturing(send)
             return await self.http(scope, receive, send)  # type: ignore[arg-type]  # a plain dict scope
         if scope["type"] == "websocket":
             return await self.websocket(scope, receive, send)

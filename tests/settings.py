@@ -23,3 +23,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_AUTOREFRESH = True
+
+# Requests served in worker threads (the ASGI router's WSGI pool) must not keep connections
+# open after the test: PostgreSQL could not drop the test database.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

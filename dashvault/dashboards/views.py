@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -12,10 +14,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dashvault.accounts.middleware import STARTED
 from dashvault.dashboards import actions, datacache
 from dashvault.dashboards.actions import GRID_COLUMNS, do_create_dashboard
 from dashvault.dashboards.forms import ArrangeForm, DashboardForm, NewWidgetForm, WidgetForm
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.live.admission import admissions
+from dashvault.live.hub import session_digest, user_owner
 from dashvault.policy import rules
 from dashvault.policy.access import access_dashboard, access_widget
 from dashvault.policy.principal import Principal, member_required
@@ -109,9 +114,31 @@ def dashboard_widget_data(
 ) -> HttpResponse:
     """Every widget's data of one dashboard in one response (the shape of dashboard_data)."""
     dashboard = access_dashboard(principal, dashboard_id)
-    response = HttpResponse(datacache.dashboard_json(dashboard), content_type="application/json")
+    text = datacache.dashboard_json(dashboard)
+    admit_warm_reads(request, principal, dashboard, text)
+    response = HttpResponse(text, content_type="application/json")
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def admit_warm_reads(
+    request: HttpRequest, principal: Principal, dashboard: Dashboard, text: str
+) -> None:
+    """Let the router answer this session's next reads of this dashboard's data itself, for a
+    short while, until any event that would close its live screens (live.admission)."""
+    session_key = request.session.session_key
+    if not session_key or principal.user is None:
+        return
+    started = request.session.get(STARTED, int(time.time()))
+    left = settings.SESSION_ABSOLUTE_SECONDS - (time.time() - started)
+    admissions.admit(
+        session_digest(session_key) or "",
+        str(dashboard.pk),
+        principal.ip or "",
+        user_owner(principal.user.pk),
+        text,
+        ttl=left,
+    )
 
 
 def _edit_page(

@@ -120,7 +120,7 @@ async def _snapshot(dashboard: Dashboard) -> str:
     return await database_sync_to_async(publish.render)(dashboard)
 
 
-async def _resync(dashboard_ids: list[str]) -> None:
+async def resync(dashboard_ids: list[str]) -> None:
     """After the Redis subscription came back: updates may have been missed, send afresh."""
     for dashboard_id in dashboard_ids:
         try:
@@ -162,7 +162,7 @@ async def dashboard_socket(scope: dict[str, Any], receive: Any, send: Any) -> No
 async def _prime(screen: Screen, dashboard: Dashboard) -> None:
     """Send the dashboard's current data to a registered screen, then what arrived since."""
     if settings.REDIS_URL:
-        await hub.subscribe(settings.REDIS_URL, _resync)
+        await hub.subscribe(settings.REDIS_URL, resync)
     first: dict[str, Any] | None = None
     try:
         text = await hub.snapshot(screen.dashboard, partial(_snapshot, dashboard))

@@ -40,6 +40,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.connection import parse_url
 
+from dashvault.live.admission import admissions
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "dashvault:live"  # the pub/sub channel every process subscribes to (per Redis db)
@@ -172,11 +174,7 @@ class Hub:
         policy check read the database) closes the race with a sign-out or a grant removal
         that commits after that read but reaches the hub before the screen registers: such a
         screen is closed as if it had been open when the event came."""
-        loop = asyncio.get_running_loop()
-        if self.loop is not loop:
-            # A new loop (first screen, or a test's fresh loop): state from another is dead.
-            self.reset()
-            self.loop = loop
+        loop = self.bind()
         self.screens.setdefault(screen.dashboard, set()).add(screen)
         self.owners.setdefault(screen.owner, set()).add(screen)
         if expires_in is not None:
@@ -190,6 +188,19 @@ class Hub:
             if when >= authorized_at and matches(screen):
                 self.close(screen, code, reason)
                 return
+
+    def bind(self) -> asyncio.AbstractEventLoop:
+        """Adopt the running loop (event loop only)."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            # A new loop (first screen, or a test's fresh loop): state from another is dead.
+            self.reset()
+            self.loop = loop
+        return loop
+
+    def listening(self) -> bool:
+        """Whether this process's Redis subscription is up (scale-out mode)."""
+        return self.subscribed is not None and self.subscribed.is_set()
 
     def _remember(self, code: int, reason: str, matches: Callable[[Screen], bool]) -> None:
         now = time.monotonic()
@@ -249,7 +260,9 @@ class Hub:
         """An event from the Redis channel: a JSON header line, a newline, then the body."""
         head, _, body = raw.partition(b"\n")
         header = json.loads(head)
-        self.dispatch(header.pop("k"), header, body.decode())
+        kind, text = header.pop("k"), body.decode()
+        admissions.apply(kind, header, text)  # warm data reads end with the screens
+        self.dispatch(kind, header, text)
 
     def deliver(self, dashboard_id: str, text: str) -> None:
         """Send `text` (a serialized update) to every screen of the dashboard in this process."""
@@ -367,6 +380,9 @@ class Hub:
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(channel_for(url))
+                # Events published before this moment never reached this process: admissions
+                # made meanwhile cannot vouch for themselves any more.
+                admissions.forget_all()
                 self.subscribed.set()
                 if not first:
                     # Updates published while we were away are lost: send fresh snapshots.

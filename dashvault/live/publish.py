@@ -37,6 +37,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 
 from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.live.admission import admissions
 from dashvault.live.hub import channel_for, hub, session_digest, user_owner
 from dashvault.orgs.models import Group
 
@@ -61,6 +62,7 @@ def forget_cached(dashboard_id: str) -> None:
     from dashvault.dashboards import datacache
 
     datacache.forget(dashboard_id)
+    admissions.forget_text(dashboard_id)
 
 
 def render_by_id(dashboard_id: str) -> str | None:
@@ -134,6 +136,9 @@ def recheck(dashboard_ids: Iterable[object] = (), user_ids: Iterable[object] = (
 
 def emit(kind: str, header: dict[str, Any], body: str = "") -> None:
     """Hand an event to every process: this one's hub, or one PUBLISH for all of them."""
+    # This process first, synchronously: warm data reads (live.admission) stop before the
+    # event can be seen anywhere else. Other processes apply it from their subscription.
+    admissions.apply(kind, header, body)
     url = settings.REDIS_URL  # read at call time: tests flip it
     if not url:
         hub.post(kind, header, body)
