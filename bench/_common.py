@@ -30,6 +30,7 @@ from tests.live import (  # noqa: E402, F401  (re-exported)
     free_port,
     running_server,
     server_env,
+    stop,
     wait_for_port,
 )
 
@@ -148,12 +149,7 @@ def process_server(
         wait_for_port(process, port, log)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @contextmanager

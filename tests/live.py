@@ -63,6 +63,16 @@ def wait_for_port(
             time.sleep(0.2)
 
 
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Terminate a server process, killing it if it does not stop within 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Server:
     def __init__(self, process: subprocess.Popen[str], port: int, redirect_port: int, log: Path):
         self.process, self.port, self.redirect_port, self.log = process, port, redirect_port, log
@@ -103,9 +113,4 @@ def running_server(
         wait_for_port(process, port, log)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
