@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import include, path
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import include, path, re_path
 
 from dashvault.accounts import views as accounts
 from dashvault.api import pages as api_pages
@@ -13,6 +13,10 @@ from dashvault.server import views as server
 
 def not_found(request: HttpRequest) -> HttpResponse:
     raise Http404
+
+
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"detail": "No such API endpoint."}, status=404)
 
 
 urlpatterns = [
@@ -76,4 +80,5 @@ urlpatterns = [
     path("org/tokens/<uuid:token_id>/revoke/", api_pages.token_revoke, name="token_revoke"),
     path("staff/", server.staff_home, name="staff_home"),
     path("api/v1/", api.urls),
+    re_path(r"^api/", api_not_found),  # API clients get JSON, not the HTML 404 page
 ]

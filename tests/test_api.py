@@ -392,3 +392,10 @@ def test_an_unexpected_error_answers_json_and_stores_nothing(token, metric, monk
 def test_the_created_token_page_is_not_cached(admin_a):
     response = make_client(admin_a).post("/org/tokens/", {"name": "x", "scopes": ["push"]})
     assert response["Cache-Control"] == "no-store"
+
+
+def test_unknown_api_paths_answer_json_404(token, db):
+    for path in ("/api/v1/nope", "/api/v2/datapoints", "/api/"):
+        response = api(token).get(path)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "No such API endpoint."}
