@@ -20,6 +20,13 @@ TOUCH_EVERY = 60  # seconds: refresh the idle expiry at most once a minute, not 
 MFA_SETUP_PREFIXES = ("/accounts/2fa/", "/accounts/logout/", "/accounts/reauthenticate/")
 
 
+def needs_mfa_enrolment(user: object) -> bool:
+    """Whether `user` must enrol a second factor before using anything: the org (or staff
+    status) requires one and none exists. Checked per request and per websocket admission,
+    never cached, so removing a factor anywhere takes effect everywhere."""
+    return mfa_required(user) and not Authenticator.objects.filter(user_id=user.pk).exists()  # type: ignore[attr-defined]  # a signed-in user
+
+
 def mfa_required(user: object) -> bool:
     if getattr(user, "is_platform_staff", False):
         return True
@@ -43,9 +50,7 @@ class SessionPolicyMiddleware:
                 return redirect(settings.LOGIN_URL)
             if now - session.get(SEEN, 0) > TOUCH_EVERY:
                 session[SEEN] = now  # marks the session modified: expiry moves to now + idle
-            # Checked on every request (one indexed query, only where MFA is required) rather
-            # than cached in the session: removing a factor elsewhere must take effect here too.
-            if mfa_required(user) and not Authenticator.objects.filter(user_id=user.pk).exists():
+            if needs_mfa_enrolment(user):
                 if not request.path.startswith(MFA_SETUP_PREFIXES):
                     messages.warning(
                         request,

@@ -76,6 +76,13 @@ class PushOut(Schema):
     stored: int
 
 
+def currency_problem(unit: str, currency: str) -> str | None:
+    """Why a unit and currency code do not go together, or None when they do."""
+    if (unit == Unit.CURRENCY) != bool(currency):
+        return "currency is required for unit 'currency' and only for it"
+    return None
+
+
 class MetricIn(Strict):
     key: MetricKey
     name: Text = Field(min_length=1, max_length=120)
@@ -85,8 +92,9 @@ class MetricIn(Strict):
 
     @model_validator(mode="after")
     def currency_with_unit(self) -> MetricIn:
-        if (self.unit == Unit.CURRENCY) != bool(self.currency):
-            raise ValueError("currency is required for unit 'currency' and only for it")
+        problem = currency_problem(self.unit, self.currency)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

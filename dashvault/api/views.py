@@ -226,8 +226,9 @@ def update_metric(request: HttpRequest, key: str, payload: schemas.MetricPatch) 
     changes = payload.dict(exclude_unset=True, exclude_none=True)
     unit = changes.get("unit", metric.unit)
     currency = changes.get("currency", metric.currency)
-    if (unit == "currency") != bool(currency):
-        return Status(422, {"detail": "currency is required for unit 'currency' and only for it"})
+    problem = schemas.currency_problem(unit, currency)
+    if problem:
+        return Status(422, {"detail": problem})
     with transaction.atomic():
         for field, value in changes.items():
             setattr(metric, field, value)

@@ -42,7 +42,6 @@ from functools import partial
 from importlib import import_module
 from typing import Any
 
-from allauth.mfa.models import Authenticator
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
@@ -51,7 +50,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.http.cookie import parse_cookie
 
-from dashvault.accounts.middleware import STARTED, mfa_required
+from dashvault.accounts.middleware import STARTED, needs_mfa_enrolment
 from dashvault.dashboards.models import Dashboard
 from dashvault.live import publish
 from dashvault.live.hub import (
@@ -107,7 +106,7 @@ def authorize(cookie: str, ip: str | None, dashboard_id: str) -> Grant | Refusal
     expires_in = started + settings.SESSION_ABSOLUTE_SECONDS - time.time()
     if expires_in <= 0:
         return Refusal(SIGNED_OUT, "signed_out")
-    if mfa_required(principal.user) and not Authenticator.objects.filter(user_id=user.pk).exists():
+    if needs_mfa_enrolment(user):
         return Refusal(FORBIDDEN, "mfa_required")
     try:
         dashboard = access_dashboard(principal, dashboard_id)
