@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "dashvault.dashboards",
     "dashvault.metrics",
     "dashvault.api",
+    "dashvault.kiosk",
     "dashvault.audit",
     "dashvault.server",
     "dashvault.live",
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "dashvault.policy.guard.GuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -84,6 +86,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "dashvault.accounts.middleware.SessionPolicyMiddleware",
+    "dashvault.policy.ipfilter.IPFilterMiddleware",
 ]
 
 ROOT_URLCONF = "dashvault.urls"
@@ -258,6 +261,12 @@ elif EMAIL_MODE == "smtp":
 else:
     raise ImproperlyConfigured("DASHVAULT_EMAIL must be file or smtp")
 
+# The guessing guard (policy.guard): bad kiosk links and API tokens per address.
+GUARD_FAILURES = envint("GUARD_FAILURES", 10, minimum=1)
+GUARD_WINDOW_MINUTES = envint("GUARD_WINDOW_MINUTES", 10, minimum=1)
+GUARD_BLOCK_MINUTES = envint("GUARD_BLOCK_MINUTES", 15, minimum=1)
+GUARD_MAX_BLOCK_HOURS = envint("GUARD_MAX_BLOCK_HOURS", 24, minimum=1)
+
 # Password hashing is the costliest thing an anonymous client can make us do: cap how many run
 # at once (accounts.hashers) so a flood of sign-ins queues instead of starving the machine.
 PASSWORD_HASH_CONCURRENCY = envint("HASH_CONCURRENCY", os.cpu_count() or 1, minimum=1)
@@ -265,6 +274,7 @@ PASSWORD_HASH_CONCURRENCY = envint("HASH_CONCURRENCY", os.cpu_count() or 1, mini
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact": {"()": "dashvault.lib.logfilter.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
 }

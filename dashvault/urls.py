@@ -7,6 +7,7 @@ from dashvault.accounts import views as accounts
 from dashvault.api import pages as api_pages
 from dashvault.api.views import api
 from dashvault.dashboards import views as dashboards
+from dashvault.kiosk import views as kiosk
 from dashvault.orgs import views as orgs
 from dashvault.server import views as server
 
@@ -78,7 +79,15 @@ urlpatterns = [
     path("org/settings/", orgs.org_settings, name="org_settings"),
     path("org/tokens/", api_pages.token_list, name="token_list"),
     path("org/tokens/<uuid:token_id>/revoke/", api_pages.token_revoke, name="token_revoke"),
+    path("org/kiosks/", kiosk.kiosk_list, name="kiosk_list"),
+    path("org/kiosks/new/", kiosk.kiosk_new, name="kiosk_new"),
+    path("org/kiosks/<uuid:link_id>/", kiosk.kiosk_edit, name="kiosk_edit"),
+    path("org/kiosks/<uuid:link_id>/rotate/", kiosk.kiosk_rotate, name="kiosk_rotate"),
+    path("org/kiosks/<uuid:link_id>/revoke/", kiosk.kiosk_revoke, name="kiosk_revoke"),
+    # Any token shape reaches the view, so every guess counts against the guessing address.
+    re_path(r"^kiosk/(?P<token>[^/]{1,200})/?$", kiosk.kiosk_tv, name="kiosk_tv"),
     path("staff/", server.staff_home, name="staff_home"),
+    path("staff/orgs/<uuid:org_id>/networks/", orgs.org_networks, name="org_networks"),
     path("api/v1/", api.urls),
     re_path(r"^api/", api_not_found),  # API clients get JSON, not the HTML 404 page
 ]

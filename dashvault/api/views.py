@@ -17,10 +17,11 @@ from ninja.parser import Parser
 
 from dashvault import audit
 from dashvault.api import schemas
-from dashvault.api.auth import BearerToken
+from dashvault.api.auth import BearerToken, TooManyGuesses
 from dashvault.api.models import IdempotencyRecord, Scope
 from dashvault.metrics import ingest, queries
 from dashvault.metrics.models import Metric
+from dashvault.policy import guard
 from dashvault.policy.access import access_metric, require_scope
 from dashvault.policy.principal import TokenPrincipal
 
@@ -61,6 +62,11 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
             status=415,
         )
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(TooManyGuesses)
+def too_many_guesses(request: HttpRequest, exc: TooManyGuesses) -> HttpResponse:
+    return guard.refused(request, exc.retry_after)
 
 
 @api.exception_handler(ValidationError)

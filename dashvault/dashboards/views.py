@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +18,7 @@ from dashvault.dashboards import actions, datacache
 from dashvault.dashboards.actions import GRID_COLUMNS, do_create_dashboard
 from dashvault.dashboards.forms import ArrangeForm, DashboardForm, NewWidgetForm, WidgetForm
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.dashboards.queries import board
 from dashvault.live.admission import admissions
 from dashvault.live.hub import session_digest, user_owner
 from dashvault.policy import rules
@@ -89,14 +89,7 @@ def _board(
 ) -> HttpResponse:
     """A page showing the dashboard's grid: its tiles in place and the data they draw, embedded
     so the first paint needs no second request."""
-    data = json.loads(datacache.dashboard_json(dashboard))
-    tiles = list(
-        Widget.objects.filter(org_id=dashboard.org_id, dashboard=dashboard).only(
-            "id", "kind", "title", "x", "y", "w", "h", "dashboard_id", "org_id"
-        )
-    )
-    for tile in tiles:
-        tile.payload = data["widgets"].get(str(tile.pk), {})  # type: ignore[attr-defined]  # template only
+    tiles, data = board(dashboard)
     context = {
         "dashboard": dashboard,
         "tiles": tiles,

@@ -63,3 +63,9 @@ def is_trusted(peer: str, trusted: tuple[Network, ...]) -> bool:
     """Whether the connection itself comes from a trusted proxy."""
     address = _address(peer)
     return address is not None and _trusted(address, trusted)
+
+
+def ip_or_none(text: str | None) -> str | None:
+    """`text` in canonical form if it is an IP address (what an address column may hold)."""
+    address = _address(text or "")
+    return None if address is None else str(address)

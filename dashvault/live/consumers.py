@@ -1,23 +1,31 @@
-"""The websocket endpoint `/ws/dashboards/<uuid>/`: one screen showing one dashboard, live.
+"""The websocket endpoints: one screen showing one dashboard, live.
+
+- `/ws/dashboards/<uuid>/`: a signed-in person's screen (the session cookie).
+- `/ws/kiosk/<token>/<uuid>/`: a TV on a kiosk link (the link's token, never a session).
 
 Security contract, checked in this order before anything about a dashboard is sent:
-1. Path: exactly `/ws/dashboards/<uuid>/`; anything else is refused at the handshake (HTTP 403).
+1. Path: exactly one of the two above; anything else is refused at the handshake (HTTP 403).
 2. Origin (cross-site websocket hijacking): browsers send cookies with a websocket handshake
    from any site, so the Origin header must be this very origin, scheme, host and port, as
    Django's CSRF check demands of a form post (`same_origin`), and name a host in
    ALLOWED_HOSTS (Channels' AllowedHostsOriginValidator). Otherwise refused at the handshake.
-3. Session: the session cookie must resolve to an active user through Django's own
+3. Who: for a session, the cookie must resolve to an active user through Django's own
    `auth.get_user` (the session store, the backend's is_active check, the session-hash check
    that ends sessions on a password change), within the absolute session lifetime, with a
-   second factor enrolled where the org requires one (the rules of accounts.middleware).
-4. Policy: principal_from_request → access_dashboard, the one path every view takes. Another
-   org's dashboard, one not granted and a missing one all get the same answer (4404).
+   second factor enrolled where the org requires one (the rules of accounts.middleware), from
+   an address the org's IP filter admits. For a kiosk token, kiosk.entry: the guessing guard
+   (4429 while the address is blocked), the live link (4410 for an unknown, revoked, rotated
+   or expired one alike, counted against the address), the IP filters (4403).
+4. Policy: the principal → access_dashboard, the one path every view takes. Another org's
+   dashboard, one not granted (or not on the link) and a missing one all get 4404.
 Failures of 3 and 4 complete the handshake, send {"type": "closed", "reason": ...} and close
-with a code the page acts on (4401 sign in again, 4403 forbidden, 4404 not found); no name,
-count or data is sent. An admitted screen gets {"type": "data", ...dashboard_data} at once and
-after every commit that changes the dashboard; it is closed with 4401 when its session or user
-ends (or the session reaches its absolute lifetime) and with 4000 when its access may have
-changed (it reconnects through this same check). Keepalive pings are uvicorn's.
+with a code the page acts on (4401 sign in again, 4403 forbidden, 4404 not found, 4410 link
+ended, 4429 blocked); no name, count or data is sent. An admitted screen gets {"type": "data",
+...dashboard_data} at once and after every commit that changes the dashboard; it is closed
+with 4401 when its session or user ends (or the session reaches its absolute lifetime), with
+4410 when its kiosk link is revoked, rotated or expires, with 4001 when the link's settings
+change (the TV reloads), and with 4000 when its access may have changed (it reconnects
+through this same check). Keepalive pings are uvicorn's.
 
 Why a plain ASGI handler rather than a Channels consumer behind AuthMiddlewareStack: what
 matters is thousands of idle screens per process and a thousand reconnecting at once. Measured
@@ -49,21 +57,27 @@ from django.contrib import auth
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.http.cookie import parse_cookie
+from django.utils import timezone
 
 from dashvault.accounts.middleware import STARTED, needs_mfa_enrolment
 from dashvault.dashboards.models import Dashboard
+from dashvault.kiosk import entry
 from dashvault.live import publish
 from dashvault.live.hub import (
     FORBIDDEN,
+    LINK_ENDED,
     NOT_FOUND,
     SIGNED_OUT,
+    TOO_MANY,
     UNAVAILABLE,
     Screen,
     closed_text,
     hub,
+    kiosk_owner,
     session_digest,
     user_owner,
 )
+from dashvault.policy import guard, ipfilter
 from dashvault.policy.access import access_dashboard
 from dashvault.policy.principal import principal_from_request
 
@@ -71,10 +85,13 @@ logger = logging.getLogger(__name__)
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
-DASHBOARD_PATH = re.compile(
-    r"/ws/dashboards/(?P<dashboard>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/"
+UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+DASHBOARD_PATH = re.compile(rf"/ws/dashboards/(?P<dashboard>{UUID_PATTERN})/")
+KIOSK_PATH = re.compile(
+    rf"/ws/kiosk/(?P<token>[A-Za-z0-9_-]{{1,100}})/(?P<dashboard>{UUID_PATTERN})/"
 )
-DASHBOARD = "dashvault.dashboard"  # the scope key this module adds
+DASHBOARD = "dashvault.dashboard"  # the scope keys this module adds
+TOKEN = "dashvault.kiosk_token"  # noqa: S105  (a scope key, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +99,8 @@ class Grant:
     dashboard: Dashboard
     owner: str
     session: str | None
-    expires_in: float
+    expires_in: float | None
+    expiry: tuple[int, str] = (SIGNED_OUT, "expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +126,37 @@ def authorize(cookie: str, ip: str | None, dashboard_id: str) -> Grant | Refusal
         return Refusal(SIGNED_OUT, "signed_out")
     if needs_mfa_enrolment(user):
         return Refusal(FORBIDDEN, "mfa_required")
+    if principal.org is not None:
+        try:
+            ipfilter.check_address(principal.org, ip, actor=user, actor_kind="user")
+        except ipfilter.AddressRefused:
+            return Refusal(FORBIDDEN, "address_not_allowed")
     try:
         dashboard = access_dashboard(principal, dashboard_id)
     except (Http404, PermissionDenied):
         return Refusal(NOT_FOUND, "not_found")
     return Grant(dashboard, user_owner(user.pk), session_digest(session.session_key), expires_in)
+
+
+def authorize_kiosk(token: str, ip: str | None, dashboard_id: str) -> Grant | Refusal:
+    """A kiosk screen's admission: kiosk.entry (guard, link, IP filter), then the same policy
+    check as any screen. The socket authenticates with the link alone, never a session."""
+    try:
+        principal = entry.enter(token, ip, source="kiosk_ws")
+    except guard.Blocked:
+        return Refusal(TOO_MANY, "blocked")
+    except entry.LinkInvalid:
+        return Refusal(LINK_ENDED, "link_invalid")
+    except ipfilter.AddressRefused:
+        return Refusal(FORBIDDEN, "address_not_allowed")
+    try:
+        dashboard = access_dashboard(principal, dashboard_id)
+    except (Http404, PermissionDenied):
+        return Refusal(NOT_FOUND, "not_found")
+    expires_at = principal.link.expires_at
+    expires_in = (expires_at - timezone.now()).total_seconds() if expires_at else None
+    owner = kiosk_owner(principal.link.pk)
+    return Grant(dashboard, owner, None, expires_in, (LINK_ENDED, "link_expired"))
 
 
 async def _snapshot(dashboard: Dashboard) -> str:
@@ -136,9 +180,14 @@ async def dashboard_socket(scope: dict[str, Any], receive: Any, send: Any) -> No
     if (await receive())["type"] != "websocket.connect":
         return
     client = scope.get("client") or (None, 0)
-    cookie = b"; ".join(v for k, v in scope["headers"] if k == b"cookie").decode("latin-1")
     authorized_at = time.monotonic()  # before the database is read: see Hub.add
-    verdict = await database_sync_to_async(authorize)(cookie, client[0], scope[DASHBOARD])
+    if TOKEN in scope:
+        verdict = await database_sync_to_async(authorize_kiosk)(
+            scope[TOKEN], client[0], scope[DASHBOARD]
+        )
+    else:
+        cookie = b"; ".join(v for k, v in scope["headers"] if k == b"cookie").decode("latin-1")
+        verdict = await database_sync_to_async(authorize)(cookie, client[0], scope[DASHBOARD])
     await send({"type": "websocket.accept"})
     if isinstance(verdict, Refusal):
         await send({"type": "websocket.send", "text": closed_text(verdict.reason)})
@@ -147,7 +196,9 @@ async def dashboard_socket(scope: dict[str, Any], receive: Any, send: Any) -> No
 
     # Registered before the snapshot is read: an update committing meanwhile is not missed.
     screen = Screen(send, str(verdict.dashboard.pk), verdict.owner, verdict.session)
-    hub.add(screen, authorized_at=authorized_at, expires_in=verdict.expires_in)
+    hub.add(
+        screen, authorized_at=authorized_at, expires_in=verdict.expires_in, expiry=verdict.expiry
+    )
     try:
         await _prime(screen, verdict.dashboard)
         del verdict  # the long wait below keeps only the screen alive
@@ -199,10 +250,13 @@ def websocket_application() -> ASGIApp:
     inner = AllowedHostsOriginValidator(dashboard_socket)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        match = DASHBOARD_PATH.fullmatch(scope.get("path", ""))
+        path = scope.get("path", "")
+        match = DASHBOARD_PATH.fullmatch(path) or KIOSK_PATH.fullmatch(path)
         if match is None or not same_origin(scope):
             return await refuse(receive, send)
         scope[DASHBOARD] = match["dashboard"]
+        if "token" in match.groupdict():
+            scope[TOKEN] = match["token"]
         await inner(scope, receive, send)
 
     return app

@@ -51,6 +51,9 @@ RECONNECT = 4000  # access may have changed: reconnect now, the policy check run
 SIGNED_OUT = 4401  # the session or user ended: sign in again
 FORBIDDEN = 4403  # signed in, but not allowed yet (e.g. MFA enrolment required)
 NOT_FOUND = 4404  # no such dashboard for this principal (also another org's, or not granted)
+LINK_ENDED = 4410  # the kiosk link is unknown, revoked, rotated or expired
+TOO_MANY = 4429  # the address is blocked for guessing (policy.guard)
+RELOAD = 4001  # a kiosk link's settings changed: load the page again
 UNAVAILABLE = 1011  # the server failed to compute the dashboard's data
 
 SNAPSHOT_TTL = 2.0  # seconds a computed snapshot serves new screens (reconnect storms)
@@ -84,8 +87,13 @@ def session_digest(session_key: str | None) -> str | None:
 
 
 def user_owner(user_id: object) -> str:
-    """The owner key of a signed-in user's screens (kiosk links will add "kiosk:<id>")."""
+    """The owner key of a signed-in user's screens."""
     return f"user:{user_id}"
+
+
+def kiosk_owner(link_id: object) -> str:
+    """The owner key of the screens open on a kiosk link."""
+    return f"kiosk:{link_id}"
 
 
 class Screen:
@@ -169,16 +177,18 @@ class Hub:
         *,
         authorized_at: float | None = None,
         expires_in: float | None = None,
+        expiry: tuple[int, str] = (SIGNED_OUT, "expired"),
     ) -> None:
         """Register an admitted screen. `authorized_at` (time.monotonic() taken before the
         policy check read the database) closes the race with a sign-out or a grant removal
         that commits after that read but reaches the hub before the screen registers: such a
-        screen is closed as if it had been open when the event came."""
+        screen is closed as if it had been open when the event came. After `expires_in`
+        seconds the screen is closed with `expiry` (code, reason)."""
         loop = self.bind()
         self.screens.setdefault(screen.dashboard, set()).add(screen)
         self.owners.setdefault(screen.owner, set()).add(screen)
         if expires_in is not None:
-            screen.timer = loop.call_later(expires_in, self.close, screen, SIGNED_OUT, "expired")
+            screen.timer = loop.call_later(expires_in, self.close, screen, *expiry)
         if authorized_at is None:
             return
         if time.monotonic() - authorized_at > TOMBSTONE_SECONDS:
@@ -250,7 +260,13 @@ class Hub:
         if kind == "data":
             self.deliver(header["d"], body)
         elif kind == "end":
-            self.end(header["o"], only=header.get("only"), keep=header.get("keep"))
+            self.end(
+                header["o"],
+                only=header.get("only"),
+                keep=header.get("keep"),
+                code=int(header.get("c", SIGNED_OUT)),
+                reason=str(header.get("r", "signed_out")),
+            )
         elif kind == "recheck":
             self.recheck(header.get("d", ()), header.get("o", ()))
         else:
@@ -280,8 +296,17 @@ class Hub:
                 screen.busy = True
                 screen.task = spawn(screen.run(message))
 
-    def end(self, owner: str, *, only: str | None = None, keep: str | None = None) -> None:
-        """Close the owner's screens (4401): all, only one session's, or all but one's."""
+    def end(
+        self,
+        owner: str,
+        *,
+        only: str | None = None,
+        keep: str | None = None,
+        code: int = SIGNED_OUT,
+        reason: str = "signed_out",
+    ) -> None:
+        """Close the owner's screens (4401, or `code` with `reason`: a kiosk link ending): all,
+        only one session's, or all but one's."""
 
         def matches(screen: Screen) -> bool:
             return (
@@ -290,9 +315,9 @@ class Hub:
                 and (keep is None or screen.session != keep)
             )
 
-        self._remember(SIGNED_OUT, "signed_out", matches)
+        self._remember(code, reason, matches)
         for screen in [s for s in self.owners.get(owner, ()) if matches(s)]:
-            self.close(screen, SIGNED_OUT, "signed_out")
+            self.close(screen, code, reason)
 
     def recheck(self, dashboards: Iterable[str], owners: Iterable[str]) -> None:
         """Close screens whose access may have changed (4000): they reconnect through the

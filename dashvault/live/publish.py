@@ -38,7 +38,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.live.admission import admissions
-from dashvault.live.hub import channel_for, hub, session_digest, user_owner
+from dashvault.live.hub import channel_for, hub, kiosk_owner, session_digest, user_owner
 from dashvault.orgs.models import Group
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,13 @@ def end_session_sockets(user_id: object, session_key: str | None) -> None:
     """After commit, close (4401) the screens opened with one session (sign-out) in every
     process; with no session key known, all of the user's screens (fail closed)."""
     header = {"o": user_owner(user_id), "only": session_digest(session_key)}
+    transaction.on_commit(lambda: emit_safely("end", header))
+
+
+def end_kiosk_sockets(link_id: object, code: int, reason: str) -> None:
+    """After commit, close every screen of a kiosk link in every process with `code` (4410:
+    the link was revoked or rotated; 4001: its settings changed, the page reloads)."""
+    header = {"o": kiosk_owner(link_id), "c": code, "r": reason}
     transaction.on_commit(lambda: emit_safely("end", header))
 
 

@@ -14,6 +14,7 @@ from dashvault.dashboards.models import Dashboard
 from dashvault.live.publish import recheck
 from dashvault.metrics.ingest import rebuild_rollups
 from dashvault.orgs.models import Group, Organization
+from dashvault.policy import ipfilter
 
 
 def do_create_org(
@@ -94,3 +95,34 @@ def do_delete_group(group: Group, *, acting: User, ip: str | None) -> None:
     with transaction.atomic():
         audit.record("group.delete", org=group.org_id, actor=acting, target=group, ip=ip)
         group.delete()
+
+
+def do_set_org_networks(
+    org: Organization, lines: Iterable[str], *, acting: User | None, ip: str | None
+) -> list[str]:
+    """Set the org's IP filter (platform staff, or an operator's command); an empty list turns
+    it off. Returns the stored, normalized networks; raises ValidationError for a bad entry.
+
+    Every open screen of the org (people's and kiosk TVs') is closed after the commit to
+    reconnect through the new filter, and warm reads of its dashboards stop (live.admission).
+    """
+    try:
+        networks = ipfilter.normalize(lines)
+    except ValueError as exc:
+        raise ValidationError({"networks": str(exc)}) from None
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        before = len(org.allowed_networks)
+        org.allowed_networks = networks
+        org.save(update_fields=["allowed_networks"])
+        audit.record(
+            "org.networks_change",
+            org=org,
+            actor=acting,
+            target=org,
+            ip=ip,
+            networks=len(networks),
+            before=before,
+        )
+        recheck(dashboard_ids=Dashboard.objects.filter(org=org).values_list("id", flat=True))
+    return networks

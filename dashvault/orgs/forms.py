@@ -32,3 +32,13 @@ class OrgSettingsForm(forms.Form):
     require_mfa = forms.BooleanField(
         required=False, label="Require two-factor authentication for every member"
     )
+
+
+class NetworksForm(forms.Form):
+    networks = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        label="Allowed networks",
+        help_text="One IPv4 or IPv6 network (CIDR) per line, e.g. 203.0.113.0/24 or "
+        "2001:db8:1::/48. Empty: no filter.",
+    )

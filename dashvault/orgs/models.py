@@ -21,6 +21,8 @@ class Organization(models.Model):
     require_mfa = models.BooleanField(
         default=False, help_text="Every member must enrol a second factor before using dashvault."
     )
+    # IP filter (DESIGN C6), set by platform staff: CIDR strings; empty means no filter.
+    allowed_networks = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

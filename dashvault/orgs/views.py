@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dashvault.orgs import actions
-from dashvault.orgs.forms import GroupForm, OrgSettingsForm
-from dashvault.orgs.models import Group
+from dashvault.orgs.forms import GroupForm, NetworksForm, OrgSettingsForm
+from dashvault.orgs.models import Group, Organization
 from dashvault.policy.access import access_group, require_org_admin
-from dashvault.policy.principal import Principal, member_required
+from dashvault.policy.principal import Principal, member_required, staff_required
 
 
 @require_GET
@@ -85,4 +85,32 @@ def org_settings(request: HttpRequest, principal: Principal) -> HttpResponse:
         actions.do_update_org(org, **form.cleaned_data, acting=principal.user, ip=principal.ip)
         messages.success(request, "Settings saved.")
         return redirect("org_settings")
-    return render(request, "orgs/settings.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "networks": org.allowed_networks}
+    return render(request, "orgs/settings.html", context, status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def org_networks(request: HttpRequest, principal: Principal, org_id: str) -> HttpResponse:
+    """Platform staff set an org's IP filter (customers ask through support). Staff pages are
+    never filtered by it, so staff can always come back here to correct it."""
+    org = get_object_or_404(Organization, pk=org_id)
+    form = NetworksForm(request.POST or None, initial={"networks": "\n".join(org.allowed_networks)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = actions.do_set_org_networks(
+                org,
+                form.cleaned_data["networks"].splitlines(),
+                acting=principal.user,
+                ip=principal.ip,
+            )
+        except ValidationError as exc:
+            form.add_error("networks", exc.message_dict["networks"])
+        else:
+            messages.success(
+                request,
+                f"IP filter saved: {len(saved)} network(s)." if saved else "IP filter turned off.",
+            )
+            return redirect("org_networks", org_id=org.pk)
+    context = {"org": org, "form": form}
+    return render(request, "orgs/networks.html", context, status=400 if form.errors else 200)

@@ -17,10 +17,11 @@ from django.http import Http404
 
 from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.kiosk.models import KioskLink
 from dashvault.metrics.models import METRIC_KEY_PATTERN, Metric
 from dashvault.orgs.models import Group
 from dashvault.policy import rules
-from dashvault.policy.principal import Principal, TokenPrincipal
+from dashvault.policy.principal import KioskPrincipal, Principal, TokenPrincipal
 
 METRIC_KEY_RE = re.compile(METRIC_KEY_PATTERN)
 
@@ -39,11 +40,14 @@ def require_org_admin(principal: Principal) -> None:
 
 
 def access_dashboard(
-    principal: Principal, dashboard_id: object, *, need: Literal["view", "edit"] = "view"
+    principal: Principal | KioskPrincipal,
+    dashboard_id: object,
+    *,
+    need: Literal["view", "edit"] = "view",
 ) -> Dashboard:
     """The dashboard if the principal may view it (404 otherwise, also when it exists in this
-    org but none of the principal's groups grant it); `need="edit"` also requires the editor or
-    admin role (403)."""
+    org but none of the principal's groups grant it, or a kiosk link does not show it);
+    `need="edit"` also requires the editor or admin role (403)."""
     if need == "edit" and not rules.can_edit_dashboards(principal):
         raise PermissionDenied("Only editors and admins can change dashboards.")
     try:
@@ -67,6 +71,15 @@ def access_group(principal: Principal, group_id: object) -> Group:
     try:
         return Group.objects.get(org=principal.org, id=_uuid(group_id))
     except Group.DoesNotExist:
+        raise Http404 from None
+
+
+def access_kiosk_link(principal: Principal, link_id: object) -> KioskLink:
+    """A kiosk link of the principal's org, for an org admin (403 for other roles)."""
+    require_org_admin(principal)
+    try:
+        return KioskLink.objects.select_related("org").get(org=principal.org, id=_uuid(link_id))
+    except KioskLink.DoesNotExist:
         raise Http404 from None
 
 

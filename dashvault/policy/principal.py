@@ -1,5 +1,5 @@
-"""Who is asking: the principal behind a request (a session user, or an API token; kiosk
-links and staff grants join later) and the organization it acts in."""
+"""Who is asking: the principal behind a request (a session user, an API token or a kiosk
+link; staff grants join later) and the organization it acts in."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 if TYPE_CHECKING:
     from dashvault.accounts.models import User
     from dashvault.api.models import ApiToken
+    from dashvault.kiosk.models import KioskLink
     from dashvault.orgs.models import Organization
 
 
@@ -46,6 +47,22 @@ class TokenPrincipal:
     scopes: frozenset[str]
     ip: str | None
     kind: str = "token"
+
+
+@dataclass(frozen=True)
+class KioskPrincipal:
+    """A screen holding a live kiosk link (kiosk.entry resolves it): it may view the link's
+    dashboards and nothing else."""
+
+    link: KioskLink
+    org: Organization
+    ip: str | None
+    kind: str = "kiosk"
+    role: None = None
+
+    @property
+    def is_member(self) -> bool:
+        return False
 
 
 def principal_from_request(request: HttpRequest) -> Principal | None:

@@ -6,20 +6,27 @@ from django.db.models import QuerySet
 
 from dashvault.accounts.models import Role
 from dashvault.dashboards.models import Dashboard
-from dashvault.policy.principal import Principal
+from dashvault.policy.principal import KioskPrincipal, Principal
 
 
-def is_org_admin(principal: Principal) -> bool:
+def is_org_admin(principal: Principal | KioskPrincipal) -> bool:
     return principal.is_member and principal.role == Role.ADMIN
 
 
-def can_edit_dashboards(principal: Principal) -> bool:
+def can_edit_dashboards(principal: Principal | KioskPrincipal) -> bool:
     return principal.is_member and principal.role in (Role.ADMIN, Role.EDITOR)
 
 
-def visible_dashboards(principal: Principal) -> QuerySet[Dashboard]:
+def visible_dashboards(principal: Principal | KioskPrincipal) -> QuerySet[Dashboard]:
     """Dashboards the principal may view: all of the org's for admins, else the union of the
-    dashboards granted to the principal's groups. Always filtered by the principal's org."""
+    dashboards granted to the principal's groups; for a kiosk link, the link's dashboards.
+    Always filtered by the principal's org."""
+    if isinstance(principal, KioskPrincipal):
+        return Dashboard.objects.filter(
+            org=principal.org,
+            kiosk_entries__link=principal.link,
+            kiosk_entries__org=principal.org,
+        )
     if not principal.is_member:
         return Dashboard.objects.none()
     dashboards = Dashboard.objects.filter(org=principal.org)

@@ -22,7 +22,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @staff_required
 def staff_home(request: HttpRequest, principal: Principal) -> HttpResponse:
     # Names and ids only: staff see customer data only through a logged grant (audit issue).
-    orgs = Organization.objects.order_by("name").values("id", "name", "created_at")
+    orgs = Organization.objects.order_by("name").values(
+        "id", "name", "created_at", "allowed_networks"
+    )
     return render(request, "server/staff_home.html", {"orgs": orgs})
 
 
