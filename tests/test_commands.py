@@ -16,6 +16,7 @@ from dashvault.metrics.models import Rollup
 from dashvault.orgs.models import Group, Organization
 from dashvault.policy.principal import Principal
 from dashvault.policy.rules import visible_dashboards
+from tests.conftest import make_client
 
 
 def run(*args: str) -> str:
@@ -83,6 +84,16 @@ def test_demo_creates_acme_once_with_permissions_at_work(db):
     assert kinds == set(WidgetKind.values)  # every widget type is shown off
     first_day = Rollup.objects.filter(org=viewer.org).order_by("day").first().day
     assert (timezone.localdate() - first_day).days >= 364  # a year of data
-    for line in first.splitlines()[-3:]:
+    lines = first.splitlines()
+    for line in lines[2:5]:  # after the two header lines: role, e-mail, password
         role, email, password = line.split()
         assert User.objects.get(email=email).check_password(password)
+    # The last line is the TV's kiosk link: it opens the two sales dashboards, rotating.
+    assert lines[-2].startswith("Demo kiosk link for a TV")
+    url = lines[-1]
+    assert url.startswith("https://localhost:8443/kiosk/dvk_")
+    page = make_client().get(url.removeprefix("https://localhost:8443"))
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "Sales overview" in content and "Pipeline" in content
+    assert "Customer support" not in content

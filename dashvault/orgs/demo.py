@@ -13,11 +13,13 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from dashvault.accounts.models import Role, User
 from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.dashboards.widgets import validate_config
+from dashvault.kiosk.actions import do_create_kiosk_link
 from dashvault.metrics.ingest import PointIn, do_ingest
 from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Group, Organization
@@ -152,8 +154,15 @@ GROUPS = {
 }
 
 
+KIOSK = ("Office TV", ["Sales overview", "Pipeline"], 20)  # name, dashboards, seconds each
+
+
 def credentials_file() -> Path:
     return Path(settings.DATA_DIR) / "demo-sign-ins.txt"
+
+
+def kiosk_file() -> Path:
+    return Path(settings.DATA_DIR) / "demo-kiosk-link.txt"
 
 
 def create_demo(*, now: dt.datetime | None = None, days: int = 365) -> bool:
@@ -195,11 +204,24 @@ def create_demo(*, now: dt.datetime | None = None, days: int = 365) -> bool:
             group = Group.objects.create(org=org, name=name)
             group.members.set(users[m] for m in members)
             group.dashboards.set(dashboards[t] for t in granted)
-    path = credentials_file()
+        name, shown, seconds = KIOSK
+        _, token = do_create_kiosk_link(
+            org,
+            name=name,
+            dashboards=[dashboards[t] for t in shown],
+            rotation_seconds=seconds,
+            acting=None,
+        )
+    _write_private(credentials_file(), "\n".join(lines) + "\n")
+    base = settings.PUBLIC_URL.rstrip("/")
+    _write_private(kiosk_file(), f"{base}{reverse('kiosk_tv', kwargs={'token': token})}\n")
+    return True
+
+
+def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
-    path.write_text("\n".join(lines) + "\n")
-    return True
+    path.write_text(text)
 
 
 def sample_points(now: dt.datetime, days: int) -> list[PointIn]:

@@ -4,11 +4,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from dashvault.orgs.demo import create_demo, credentials_file
+from dashvault.orgs.demo import create_demo, credentials_file, kiosk_file
 
 
 class Command(BaseCommand):
-    help = "Create the demo organization Acme (once) and print its sign-ins."
+    help = "Create the demo organization Acme (once) and print its sign-ins and kiosk link."
 
     def handle(self, *args: Any, **options: Any) -> None:
         created = create_demo()
@@ -19,3 +19,7 @@ class Command(BaseCommand):
         if path.exists():
             self.stdout.write(f"Demo sign-ins (role, e-mail, password; from {path}):")
             self.stdout.write(path.read_text().rstrip())
+        kiosk = kiosk_file()
+        if kiosk.exists():
+            self.stdout.write(f"Demo kiosk link for a TV (from {kiosk}):")
+            self.stdout.write(kiosk.read_text().rstrip())
