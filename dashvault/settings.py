@@ -274,7 +274,12 @@ PASSWORD_HASH_CONCURRENCY = envint("HASH_CONCURRENCY", os.cpu_count() or 1, mini
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "dashvault.lib.logfilter.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "filters": {
+        "redact": {"()": "dashvault.lib.logfilter.RedactSecrets"},
+        "refusals": {"()": "dashvault.lib.logfilter.DropRefusals"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact", "refusals"]}
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
 }

@@ -29,3 +29,11 @@ class RedactSecrets(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, None
         return True
+
+
+class DropRefusals(logging.Filter):
+    """Drops django.request's line for each 429 answer: a blocked address may send thousands a
+    second, and each block is already audited once (policy.guard)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 429
