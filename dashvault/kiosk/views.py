@@ -182,6 +182,8 @@ def blocked_response(request: HttpRequest, retry_after: int) -> HttpResponse:
     )
 
 
+REFUSED_RETRY = 300  # seconds
+
 LINK_INVALID = (
     "This kiosk link no longer works",
     "It was revoked, replaced or has expired, or it was mistyped. "
@@ -209,7 +211,10 @@ def kiosk_tv(request: HttpRequest, token: str) -> HttpResponse:
     except entry.LinkInvalid:
         return kiosk_message(request, *LINK_INVALID, status=404)
     except ipfilter.AddressRefused as exc:
-        return kiosk_message(request, "Not allowed from this network", str(exc), status=403)
+        # The TV tries again every few minutes: once the network is allowed, it comes back.
+        return kiosk_message(
+            request, "Not allowed from this network", str(exc), status=403, retry=REFUSED_RETRY
+        )
     entry.record_screen_opened(principal)
     boards = [_board(d) for d in _link_dashboards(principal)]
     return render(request, "kiosk/tv.html", {"link": principal.link, "boards": boards})
