@@ -10,6 +10,12 @@
   if (!board || !embedded || !window.dashvaultBoard) return;
   const { mount, connect, ago } = window.dashvaultBoard;
 
+  // A few refusals say more than their code does.
+  const REASONS = {
+    address_not_allowed:
+      "Your organization does not allow access from this network. Live updates stopped.",
+    mfa_required: "Set up two-factor authentication to see live data.",
+  };
   const STOP_CODES = {
     4401: "You were signed out. Sign in again to see live data.",
     4403: "You no longer have access to this dashboard.",
@@ -108,7 +114,7 @@
         setMode("stopped");
         // The server's reason is a code ("signed_out"); people read the sentence.
         board.dataset.closedReason = reason;
-        notice(STOP_CODES[code], code === 4401 ? "Sign in again" : null);
+        notice(REASONS[reason] || STOP_CODES[code], code === 4401 ? "Sign in again" : null);
         return "stop";
       }
       setMode("stale");
