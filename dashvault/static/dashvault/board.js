@@ -327,24 +327,31 @@
       caption.textContent = data.target !== null && data.target !== undefined
         ? "Target " + compactNumber.format(data.target)
         : "No target set";
-      // The arc and the number scale with the space the tile gives the chart.
+      // A half ring standing on the box's bottom edge, as large as the box allows (a wide,
+      // short tile still gets a big gauge), with the number inside the ring, sized to fit
+      // between its ends.
       chart.resize();
       const box = chart.getDom();
+      const boxWidth = box.clientWidth;
+      const boxHeight = box.clientHeight;
+      const width = Math.round(Math.max(px(6), Math.min(px(18),
+        Math.min(boxWidth / 2, boxHeight) * 0.12)));
+      const baseline = boxHeight - Math.max(px(4), width / 2);
       const radius = Math.max(px(24),
-        Math.min(box.clientWidth / 2, box.clientHeight * 0.62) * 0.9);
+        Math.min(boxWidth / 2 - width, baseline - width / 2 - px(2)));
+      const inner = Math.max(px(8), radius - width);
       const text = String(data.display || "");
       const fontSize = Math.round(Math.max(px(12), Math.min(px(theme.gaugeNumberMax),
-        radius * 0.36, (radius * 1.7) / Math.max(4, text.length * 0.62))));
-      const width = Math.round(Math.max(px(6), Math.min(px(18), radius * 0.14)));
+        inner * 0.55, (inner * 1.6) / Math.max(3, text.length * 0.6))));
       chart.setOption({
         series: [{
           type: "gauge",
           min: 0,
           max: data.max,
-          startAngle: 200,
-          endAngle: -20,
+          startAngle: 180,
+          endAngle: 0,
           radius: radius,
-          center: ["50%", "62%"],
+          center: [boxWidth / 2, baseline],
           progress: {
             show: true, width: width, roundCap: true,
             itemStyle: { color: theme.gaugeProgress },
@@ -358,7 +365,7 @@
           title: { show: false },
           detail: {
             valueAnimation: false,
-            offsetCenter: [0, "-4%"],
+            offsetCenter: [0, -Math.round(fontSize * 0.6 + px(2))],
             fontSize: fontSize,
             fontFamily: FONT,
             fontWeight: 700,
