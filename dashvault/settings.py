@@ -282,4 +282,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["redact", "refusals"]}
     },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # Django's own handlers on "django" (mail to ADMINS, the DEBUG console) would see records
+    # before the filters above: its lines go through the filtered console only.
+    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.kiosk.actions import do_create_kiosk_link
 from tests.conftest import make_client
 
 SIGN_IN = "/accounts/login/"
@@ -33,6 +34,9 @@ class EndpointChecks:
             "dashboard": dashboards_a["sales"],
             "group": dashboards_a["group"],
             "member": viewer_a,
+            "kiosk": do_create_kiosk_link(
+                admin_a.org, name="Lobby TV", dashboards=[dashboards_a["sales"]], acting=admin_a
+            )[0],
         }
         users = {
             "admin": admin_a,
@@ -349,3 +353,64 @@ class TestWidgetDelete(WidgetEndpointChecks):
         sales = objects["dashboard"]
         doomed = Widget.objects.create(org=sales.org, dashboard=sales, kind="text", config={})
         return reverse(self.url_name, kwargs={"dashboard_id": sales.pk, "widget_id": doomed.pk})
+
+
+# --- kiosk links (org admins) ----------------------------------------------------------------
+
+
+class KioskFormChecks(EndpointChecks):
+    """The kiosk form's POST ticks "Sales A" (org A's; another org's form has no such field)."""
+
+    allowed, denied = ("admin",), ("editor", "viewer")
+    method, wrong_method = "post", "put"
+
+    def call(self, client: Any, url: str, method: str | None = None) -> Any:
+        if (method or self.method) != "post":
+            return super().call(client, url, method)
+        sales = Dashboard.objects.get(title="Sales A")
+        data = {"name": "Hall TV", "rotation_seconds": "30", f"show_{sales.pk}": "on"}
+        return client.post(url, data)
+
+
+class TestKioskList(EndpointChecks):
+    url_name = "kiosk_list"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    wrong_method = "post"
+
+
+class TestKioskNew(EndpointChecks):
+    url_name = "kiosk_new"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestKioskCreate(KioskFormChecks):
+    url_name = "kiosk_new"
+    ok_status = (200,)  # the page showing the new link's address once
+
+
+class TestKioskEdit(EndpointChecks):
+    url_name = "kiosk_edit"
+    obj, kwarg = "kiosk", "link_id"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestKioskUpdate(KioskFormChecks):
+    url_name = "kiosk_edit"
+    obj, kwarg = "kiosk", "link_id"
+    ok_status = (302,)
+
+
+class TestKioskRotate(EndpointChecks):
+    url_name = "kiosk_rotate"
+    obj, kwarg = "kiosk", "link_id"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (200,)  # the page showing the new address once
+
+
+class TestKioskRevoke(EndpointChecks):
+    url_name = "kiosk_revoke"
+    obj, kwarg = "kiosk", "link_id"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)

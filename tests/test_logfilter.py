@@ -55,3 +55,25 @@ def test_refusals_of_a_blocked_address_write_no_log_lines(db, server_log):
     text = server_log.getvalue()
     assert text.count("Not Found: /kiosk/[redacted]") == 10
     assert "Too Many Requests" not in text
+
+
+def test_a_traceback_is_redacted_too(server_log):
+    token = "dvk_" + "B" * 43
+    try:
+        raise RuntimeError(f"failed on /kiosk/{token}")
+    except RuntimeError:
+        logging.getLogger("django.request").exception("Internal Server Error: /kiosk/%s", token)
+    text = server_log.getvalue()
+    assert "Traceback" in text and "RuntimeError" in text
+    assert token not in text and "B" * 20 not in text
+
+
+def test_djangos_own_handlers_are_replaced_by_the_filtered_console():
+    logging.config.dictConfig(settings.LOGGING)
+    django_logger = logging.getLogger("django")
+    assert [type(h).__name__ for h in django_logger.handlers] == ["StreamHandler"]
+    assert not django_logger.propagate
+    assert {type(f).__name__ for f in django_logger.handlers[0].filters} == {
+        "RedactSecrets",
+        "DropRefusals",
+    }

@@ -44,7 +44,7 @@ def principal_for_token(token: str, ip: str | None) -> TokenPrincipal | None:
     guard.check(ip)
     stored = live_token(token)
     if stored is None:
-        guard.failed(ip, source="api")
+        guard.failed(ip, source="api", token=token)
         return None
     ipfilter.check_address(stored.org, ip, actor=stored, actor_kind="token")
     now = timezone.now()

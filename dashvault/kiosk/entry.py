@@ -50,7 +50,7 @@ def enter(token: str, ip: str | None, *, source: str) -> KioskPrincipal:
     guard.check(ip)
     link = live_link(token)
     if link is None:
-        guard.failed(ip, source=source)
+        guard.failed(ip, source=source, token=token)
         raise LinkInvalid
     ipfilter.check_address(link.org, ip, actor=link, actor_kind="kiosk", extra=link.networks)
     _touch(link, ip)

@@ -28,6 +28,9 @@ class RedactSecrets(logging.Filter):
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            # Formatters print exc_text when it is set: the traceback, redacted the same way.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 

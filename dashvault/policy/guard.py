@@ -1,11 +1,12 @@
 """The guessing guard: addresses that keep presenting bad kiosk links or API tokens are refused.
 
 Every unknown, revoked or expired kiosk token or API token counts one failure against the
-client's address. When an address reaches GUARD_FAILURES within GUARD_WINDOW_MINUTES it is
-blocked for GUARD_BLOCK_MINUTES; each further block within a day of the last one doubles the
-time, up to GUARD_MAX_BLOCK_HOURS. While blocked, every kiosk page, kiosk websocket and API
-request from the address is refused (429) by `check`, which reads one cache key and nothing
-else: no database query, so a flood of refused requests costs next to nothing.
+client's address (a token repeated within the window counts once). When an address reaches
+GUARD_FAILURES within GUARD_WINDOW_MINUTES it is blocked for GUARD_BLOCK_MINUTES; each further
+block within a day of the last one doubles the time, up to GUARD_MAX_BLOCK_HOURS. While
+blocked, every kiosk page, kiosk websocket and API request from the address is refused (429)
+by `check`, which reads one cache key and nothing else: no database query, so a flood of
+refused requests costs next to nothing.
 
 Security contract:
 - State lives in Django's cache (Redis in scale-out mode), so every process sees a block the
@@ -20,6 +21,7 @@ Security contract:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import time
@@ -33,6 +35,7 @@ from dashvault import audit
 from dashvault.lib.clientip import ip_or_none
 
 DAY = 86400.0
+BUCKETS = 10  # the counting window slides in tenths
 PREFIX = "dv:guard:"
 
 clock = time.time  # replaced in tests to freeze and move time
@@ -52,6 +55,9 @@ def address_key(address: str | None) -> str:
         parsed = ipaddress.ip_address(address or "")
     except ValueError:
         return f"other:{address}"
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        # ::ffff:a.b.c.d is an IPv4 client: its /64 (::/64) would hold every IPv4 address.
+        return str(parsed.ipv4_mapped)
     if parsed.version == 6:
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
@@ -86,22 +92,32 @@ def check(address: str | None) -> None:
         cache.set(PREFIX + "block:" + key, {**block, "lifted": True}, timeout=_memory(block, now))
 
 
-def failed(address: str | None, *, source: str) -> None:
+def failed(address: str | None, *, source: str, token: str | None = None) -> None:
     """Count one bad token from `address` (`source`: "kiosk", "kiosk_ws" or "api"); start a
     block when the address reaches the threshold. Returns normally: the caller answers the
-    failed request as usual, and `check` refuses the next one."""
+    failed request as usual, and `check` refuses the next one.
+
+    With `token`, the same bad token from the same address counts once per window: a guesser
+    needs a new token for every try, while an office TV whose revoked link reconnects on a
+    socket per dashboard must not block every screen on its network."""
     threshold, window, base, ceiling = _limits()
     key = address_key(address)
     now = clock()
-    index = int(now // window)
+    bucket = window / BUCKETS
+    index = int(now // bucket)
+    if token is not None:
+        seen = hashlib.sha256(token.encode()).hexdigest()[:32]
+        if not cache.add(
+            f"{PREFIX}seen:{key}:{int(now // window)}:{seen}", 1, timeout=int(2 * window) + 1
+        ):
+            return
+    # The window slides in steps of a tenth: failures in the last BUCKETS buckets count, so a
+    # failure counts for between 9/10 of the window and all of it, never longer.
     current = f"{PREFIX}fail:{key}:{index}"
-    cache.add(current, 0, timeout=int(2 * window) + 1)
-    count = cache.incr(current)
-    # A sliding window from two fixed ones: the previous window's count, weighted by how much
-    # of it still lies within the last `window` seconds.
-    previous = cache.get(f"{PREFIX}fail:{key}:{index - 1}", 0)
-    overlap = 1.0 - (now - index * window) / window
-    if count + previous * overlap < threshold:
+    cache.add(current, 0, timeout=int(window + bucket) + 1)
+    cache.incr(current)
+    counts = cache.get_many(_failure_keys(key, index))
+    if sum(counts.values()) < threshold:
         return
     _start_block(key, address, now, base, ceiling, source)
 
@@ -116,7 +132,9 @@ def _start_block(
     level = last["level"] + 1 if last is not None and now - last["until"] < DAY else 0
     if not cache.add(f"{PREFIX}start:{key}:{level}:{int(now // 60)}", 1, timeout=120):
         return  # another process started this very block
-    seconds = min(base * 2**level, ceiling)
+    # The exponent is capped: the ceiling comes long before, and past 2**1023 the float
+    # product overflows (an error here would answer 500 and never start the block).
+    seconds = min(base * 2 ** min(level, 64), ceiling)
     block = {"until": now + seconds, "level": level}
     cache.set(PREFIX + "block:" + key, block, timeout=_memory(block, now))
     _forget_failures(key, now)
@@ -154,10 +172,13 @@ def blocked_until(address: str) -> float | None:
     return float(block["until"])
 
 
+def _failure_keys(key: str, index: int) -> list[str]:
+    return [f"{PREFIX}fail:{key}:{i}" for i in range(index - BUCKETS + 1, index + 1)]
+
+
 def _forget_failures(key: str, now: float) -> None:
-    window = _limits()[1]
-    index = int(now // window)
-    cache.delete_many([f"{PREFIX}fail:{key}:{index}", f"{PREFIX}fail:{key}:{index - 1}"])
+    index = int(now // (_limits()[1] / BUCKETS))
+    cache.delete_many(_failure_keys(key, index))
 
 
 def _memory(block: dict[str, float], now: float) -> int:
