@@ -9,7 +9,8 @@ signed-in members (IPFilterMiddleware, and the dashboard websocket), API tokens,
 Security contract: an empty list means no filter; anything else admits only addresses inside
 one of the networks, and a request without a parsable address is refused. Refusals raise
 AddressRefused (a PermissionDenied: 403) and are audited in the org's log, at most once a
-minute per org, address and principal so a refused client cannot flood the log. Platform staff
+minute per org, address (an IPv6 one by its /64) and principal so a refused client cannot
+flood the log. Platform staff
 pages are never filtered by a customer's list (staff belong to no org), so staff cannot lock
 themselves out of the page that changes it.
 """
@@ -28,8 +29,10 @@ from django.shortcuts import render
 
 from dashvault import audit
 from dashvault.lib.clientip import Network, ip_or_none, parse_networks
+from dashvault.policy.guard import address_key
 
 MAX_NETWORKS = 200
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 REFUSED_TEXT = (
     "Your organization only allows access from certain network addresses, and {ip} is not "
     "one of them. Connect from your office network or VPN, or ask your administrator."
@@ -52,10 +55,11 @@ def networks(items: Iterable[str]) -> tuple[Network, ...]:
 
 def normalize(lines: Iterable[str]) -> list[str]:
     """Validate and normalize networks as typed by a person (one per line or comma-separated):
-    canonical CIDR text, duplicates dropped, order kept. Raises ValueError naming a bad entry.
+    canonical CIDR text (IPv4-mapped IPv6 networks as IPv4), duplicates dropped, order kept.
+    Raises ValueError naming a bad entry.
     """
     result: list[str] = []
-    for item in lines:
+    for item in (part for line in lines for part in line.split(",")):
         item = item.strip()
         if not item:
             continue
@@ -65,6 +69,12 @@ def normalize(lines: Iterable[str]) -> list[str]:
             raise ValueError(
                 f"{item!r} is not an IPv4 or IPv6 network (e.g. 203.0.113.0/24)"
             ) from None
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(IPV4_MAPPED):
+            # Addresses are compared unmapped (allows, clientip): keep the IPv4 form, which
+            # matches, rather than a mapped one that never could.
+            network = ipaddress.IPv4Network(
+                (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+            )
         text = str(network)
         if text not in result:
             result.append(text)
@@ -96,7 +106,9 @@ def check_address(
     if allows(org.allowed_networks, ip) and allows(extra, ip):
         return
     actor_id = getattr(actor, "pk", actor)
-    if cache.add(f"dv:ipfilter:{org.pk}:{ip}:{actor_id}", 1, timeout=60):
+    # IPv6 counts by its /64 (as the guard does): one host holds a whole /64, and keying by
+    # single addresses would let it write an entry per address.
+    if cache.add(f"dv:ipfilter:{org.pk}:{address_key(ip)}:{actor_id}", 1, timeout=60):
         audit.record(
             "ipfilter.refused",
             org=org,

@@ -26,6 +26,10 @@ class Command(BaseCommand):
         org = org_by_ref(options["org"])
         if org is None:
             raise CommandError(f"No single organization matches {options['org']!r}.")
+        given = [part for item in options["set"] or () for part in item.split(",") if part.strip()]
+        if options["set"] is not None and not given:
+            # An empty value (e.g. an unset shell variable) must not turn the filter off.
+            raise CommandError("--set needs at least one network; --clear turns the filter off.")
         if options["set"] or options["clear"]:
             try:
                 saved = do_set_org_networks(org, options["set"] or [], acting=None, ip=None)
