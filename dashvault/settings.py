@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "allauth.mfa",
     "allauth.usersessions",
     "csp",
@@ -67,6 +69,7 @@ INSTALLED_APPS = [
     "dashvault.metrics",
     "dashvault.api",
     "dashvault.kiosk",
+    "dashvault.sso",
     "dashvault.audit",
     "dashvault.server",
     "dashvault.live",
@@ -174,6 +177,19 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password_from_key": "20/m/ip",
     "change_password": "5/m/user",
 }
+# Single sign-on (dashvault.sso): OpenID Connect per organization, apps built from the orgs'
+# identity providers by the adapter; never sign-up through allauth, never by e-mail alone.
+SOCIALACCOUNT_ADAPTER = "dashvault.sso.adapter.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
+SOCIALACCOUNT_LOGIN_ON_GET = False  # starting a sign-in is a POST with a CSRF token
+SOCIALACCOUNT_AUTO_SIGNUP = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+SSO_GOOGLE_URL = envstr("SSO_GOOGLE_URL", "https://accounts.google.com")
+SSO_AZURE_URL = envstr("SSO_AZURE_URL", "https://login.microsoftonline.com/{tenant}/v2.0")
+
 MFA_ADAPTER = "dashvault.accounts.mfa.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_TOTP_ISSUER = "dashvault"
@@ -278,9 +294,7 @@ LOGGING = {
         "redact": {"()": "dashvault.lib.logfilter.RedactSecrets"},
         "refusals": {"()": "dashvault.lib.logfilter.DropRefusals"},
     },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact", "refusals"]}
-    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact", "refusals"]}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     # Django's own handlers on "django" (mail to ADMINS, the DEBUG console) would see records
     # before the filters above: its lines go through the filtered console only.

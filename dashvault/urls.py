@@ -10,6 +10,7 @@ from dashvault.dashboards import views as dashboards
 from dashvault.kiosk import views as kiosk
 from dashvault.orgs import views as orgs
 from dashvault.server import views as server
+from dashvault.sso import views as sso
 
 
 def not_found(request: HttpRequest) -> HttpResponse:
@@ -25,6 +26,11 @@ urlpatterns = [
     # People do not manage their own e-mail addresses: admins (or SSO) own identities.
     path("accounts/email/", not_found),
     path("accounts/signup/", not_found),  # no public sign-up
+    # allauth's own social-account pages (connections, sign-up) are not used: admins and SSO
+    # federation own identities. Its OpenID Connect login and callback, and its cancelled and
+    # error pages, stay (sso.adapter).
+    re_path(r"^accounts/3rdparty/(signup/)?$", not_found),
+    re_path(r"^accounts/social/", not_found),
     path("accounts/", include("allauth.urls")),
     path("dashboards/", dashboards.dashboard_list, name="dashboard_list"),
     path("dashboards/new/", dashboards.dashboard_new, name="dashboard_new"),
@@ -72,6 +78,18 @@ urlpatterns = [
     path("org/members/<uuid:user_id>/role/", accounts.member_role, name="member_role"),
     path("org/members/<uuid:user_id>/active/", accounts.member_active, name="member_active"),
     path("org/members/<uuid:user_id>/link/", accounts.member_link, name="member_link"),
+    path("org/members/<uuid:user_id>/sso/", sso.member_sso, name="member_sso"),
+    path("org/sso/", sso.sso_settings, name="sso_settings"),
+    path("org/sso/mappings/", sso.sso_mapping_add, name="sso_mapping_add"),
+    path(
+        "org/sso/mappings/<uuid:mapping_id>/delete/",
+        sso.sso_mapping_delete,
+        name="sso_mapping_delete",
+    ),
+    path("org/sso/<str:kind>/", sso.sso_provider, name="sso_provider"),
+    path("org/sso/<str:kind>/delete/", sso.sso_provider_delete, name="sso_provider_delete"),
+    path("sso/", sso.sso_start, name="sso_start"),
+    path("sso/<uuid:org_id>/", sso.sso_org, name="sso_org"),
     path("org/groups/", orgs.group_list, name="group_list"),
     path("org/groups/new/", orgs.group_new, name="group_new"),
     path("org/groups/<uuid:group_id>/", orgs.group_edit, name="group_edit"),

@@ -41,6 +41,9 @@ class User(AbstractBaseUser):
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
     is_platform_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
+    # May sign in with the org's SSO. An identity provider's e-mail claim is matched to an
+    # existing account only when this is set (an admin linked them, or SSO created them).
+    sso_allowed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = UserManager()

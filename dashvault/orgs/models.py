@@ -23,6 +23,13 @@ class Organization(models.Model):
     )
     # IP filter (DESIGN C6), set by platform staff: CIDR strings; empty means no filter.
     allowed_networks = models.JSONField(default=list, blank=True)
+    # Single sign-on (dashvault.sso): first-time SSO users of an allowed domain are created
+    # (federation); password sign-in may be turned off except for one break-glass admin.
+    sso_federation = models.BooleanField(default=False)
+    password_signin = models.BooleanField(default=True)
+    break_glass = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -56,6 +63,9 @@ class Group(models.Model):
     members = models.ManyToManyField("accounts.User", related_name="dashboard_groups", blank=True)
     dashboards = models.ManyToManyField(
         "dashboards.Dashboard", related_name="granted_to", blank=True
+    )
+    sso_default = models.BooleanField(
+        default=False, help_text="People created by SSO federation join this group."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -22,6 +22,7 @@ from dashvault.metrics.models import METRIC_KEY_PATTERN, Metric
 from dashvault.orgs.models import Group
 from dashvault.policy import rules
 from dashvault.policy.principal import KioskPrincipal, Principal, TokenPrincipal
+from dashvault.sso.models import ClaimMapping, IdentityProvider, Kind
 
 METRIC_KEY_RE = re.compile(METRIC_KEY_PATTERN)
 
@@ -80,6 +81,24 @@ def access_kiosk_link(principal: Principal, link_id: object) -> KioskLink:
     try:
         return KioskLink.objects.select_related("org").get(org=principal.org, id=_uuid(link_id))
     except KioskLink.DoesNotExist:
+        raise Http404 from None
+
+
+def access_identity_provider(principal: Principal, kind: str) -> IdentityProvider | None:
+    """The org's SSO provider of `kind` (None when not set up yet), for an org admin (403);
+    an unknown kind is a 404."""
+    require_org_admin(principal)
+    if kind not in Kind.values:
+        raise Http404
+    return IdentityProvider.objects.filter(org=principal.org, kind=kind).first()
+
+
+def access_claim_mapping(principal: Principal, mapping_id: object) -> ClaimMapping:
+    """A claim mapping of the principal's org, for an org admin (403 for other roles)."""
+    require_org_admin(principal)
+    try:
+        return ClaimMapping.objects.get(org=principal.org, id=_uuid(mapping_id))
+    except ClaimMapping.DoesNotExist:
         raise Http404 from None
 
 
