@@ -4,7 +4,6 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +18,7 @@ from dashvault.dashboards.actions import GRID_COLUMNS, do_create_dashboard
 from dashvault.dashboards.forms import ArrangeForm, DashboardForm, NewWidgetForm, WidgetForm
 from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.dashboards.queries import board
+from dashvault.lib.forms import add_errors
 from dashvault.live.admission import admissions
 from dashvault.live.hub import session_digest, user_owner
 from dashvault.policy import rules
@@ -62,16 +62,6 @@ def dashboard_new(request: HttpRequest, principal: Principal) -> HttpResponse:
 def dashboard_detail(request: HttpRequest, principal: Principal, dashboard_id: str) -> HttpResponse:
     dashboard = access_dashboard(principal, dashboard_id)
     return _board(request, principal, dashboard, "dashboards/detail.html")
-
-
-def _add_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Put an action's ValidationError on the form: each field's messages on that field when
-    the form has it, the rest at the top."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, messages_ in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, messages_)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -175,7 +165,7 @@ def dashboard_rename(request: HttpRequest, principal: Principal, dashboard_id: s
                 dashboard, form.cleaned_data["title"], acting=principal.user, ip=principal.ip
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc)
         else:
             messages.success(request, "Dashboard renamed.")
             return redirect("dashboard_edit", dashboard_id=dashboard.pk)
@@ -228,7 +218,7 @@ def widget_new(request: HttpRequest, principal: Principal, dashboard_id: str) ->
                 ip=principal.ip,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc)
         else:
             messages.success(request, "Widget added.")
             return redirect(_edit_url(dashboard, widget))
@@ -257,7 +247,7 @@ def widget_edit(
                 ip=principal.ip,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc)
         else:
             messages.success(request, "Widget saved.")
             return redirect(_edit_url(widget.dashboard, widget))

@@ -76,3 +76,14 @@ class KioskLinkForm(forms.Form):
             data["expires_at"] = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
         data["network_list"] = (data.get("networks") or "").replace(",", "\n").splitlines()
         return data
+
+    def link_settings(self) -> dict[str, Any]:
+        """The cleaned settings, as the kiosk actions take them."""
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "dashboards": data["dashboards"],
+            "rotation_seconds": data["rotation_seconds"],
+            "expires_at": data["expires_at"],
+            "networks": data["network_list"],
+        }

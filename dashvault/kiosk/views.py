@@ -22,9 +22,13 @@ from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.kiosk import actions, entry
 from dashvault.kiosk.forms import KioskLinkForm
 from dashvault.kiosk.models import KioskLink
+from dashvault.lib.forms import add_errors
 from dashvault.policy import guard, ipfilter, rules
 from dashvault.policy.access import access_kiosk_link, require_org_admin
 from dashvault.policy.principal import KioskPrincipal, Principal, member_required
+
+# The actions' field names that the form calls otherwise.
+RENAMES = {"expires_at": "expires_on", "dashboards": ""}
 
 # -- org admins --------------------------------------------------------------------------------
 
@@ -43,20 +47,12 @@ def kiosk_new(request: HttpRequest, principal: Principal) -> HttpResponse:
     require_org_admin(principal)
     form = KioskLinkForm(request.POST or None, org=principal.member_org)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
             link, secret = actions.do_create_kiosk_link(
-                principal.member_org,
-                name=data["name"],
-                dashboards=data["dashboards"],
-                rotation_seconds=data["rotation_seconds"],
-                expires_at=data["expires_at"],
-                networks=data["network_list"],
-                acting=principal.user,
-                ip=principal.ip,
+                principal.member_org, **form.link_settings(), acting=principal.user, ip=principal.ip
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc, RENAMES)
         else:
             return _shown_once(request, link, secret, created=True)
     return render(request, "kiosk/form.html", {"form": form}, status=400 if form.errors else 200)
@@ -76,20 +72,12 @@ def kiosk_edit(request: HttpRequest, principal: Principal, link_id: str) -> Http
         initial["expires_on"] = link.expires_at.astimezone(zone).date()
     form = KioskLinkForm(request.POST or None, org=principal.member_org, link=link, initial=initial)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
             actions.do_update_kiosk_link(
-                link,
-                name=data["name"],
-                dashboards=data["dashboards"],
-                rotation_seconds=data["rotation_seconds"],
-                expires_at=data["expires_at"],
-                networks=data["network_list"],
-                acting=principal.user,
-                ip=principal.ip,
+                link, **form.link_settings(), acting=principal.user, ip=principal.ip
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc, RENAMES)
         else:
             messages.success(request, "Kiosk link saved. Open screens reload with the changes.")
             return redirect("kiosk_list")
@@ -126,15 +114,6 @@ def _shown_once(request: HttpRequest, link: KioskLink, secret: str, *, created: 
     response = render(request, "kiosk/created.html", context)
     response["Cache-Control"] = "no-store"  # the URL is the secret: never in a cache
     return response
-
-
-def _add_errors(form: KioskLinkForm, exc: ValidationError) -> None:
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, texts in exc.message_dict.items():
-        target = {"expires_at": "expires_on", "dashboards": None}.get(field, field)
-        form.add_error(target if target in form.fields else None, texts)
 
 
 # -- TV mode -----------------------------------------------------------------------------------

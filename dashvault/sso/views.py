@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from dashvault.lib.forms import add_errors
 from dashvault.orgs.models import Group, Organization
 from dashvault.policy.access import (
     access_claim_mapping,
@@ -21,15 +22,6 @@ from dashvault.sso import actions
 from dashvault.sso.forms import MappingForm, ProviderForm, SsoSettingsForm, StartForm
 from dashvault.sso.models import ClaimMapping, EmailDomain, IdentityProvider, Kind
 from dashvault.sso.providers import login_url
-
-
-def _add_errors(form: object, exc: ValidationError) -> None:
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)  # type: ignore[attr-defined]
-        return
-    for field, texts in exc.message_dict.items():
-        target = field if field in form.fields else None  # type: ignore[attr-defined]
-        form.add_error(target, texts)  # type: ignore[attr-defined]
 
 
 def _settings_context(request: HttpRequest, principal: Principal, **extra: object) -> dict:
@@ -75,7 +67,7 @@ def sso_settings(request: HttpRequest, principal: Principal) -> HttpResponse:
                 ip=principal.ip,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc)
         else:
             messages.success(request, "Single sign-on settings saved.")
             return redirect("sso_settings")
@@ -111,7 +103,7 @@ def sso_provider(request: HttpRequest, principal: Principal, kind: str) -> HttpR
                 ip=principal.ip,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc)
         else:
             messages.success(request, f"{Kind(kind).label} saved.")
             return redirect("sso_settings")
@@ -154,7 +146,7 @@ def sso_mapping_add(request: HttpRequest, principal: Principal) -> HttpResponse:
                 ip=principal.ip,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_errors(form, exc)
         else:
             messages.success(request, "Mapping added. It applies at each person's next sign-in.")
             return redirect("sso_settings")
