@@ -166,6 +166,9 @@ ACCOUNT_EMAIL_VERIFICATION = "none"  # admins create accounts; the link proves t
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False  # no mail to addresses typed into "forgot password"
 ACCOUNT_SESSION_REMEMBER = False
+# Shown to the person themselves ("Successfully signed in as ..."); str(user) is the id, by
+# design, so that logs and audit reprs never carry an address.
+ACCOUNT_USER_DISPLAY = "dashvault.accounts.models.user_display"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False  # keep this session; the others end (accounts.signals)
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_RATE_LIMITS = {

@@ -31,6 +31,7 @@ urlpatterns = [
     # error pages, stay (sso.adapter).
     re_path(r"^accounts/3rdparty/(signup/)?$", not_found),
     re_path(r"^accounts/social/", not_found),
+    re_path(r"^accounts/oidc/(?P<provider_id>[^/]+)/login/$", sso.oidc_login),
     path("accounts/", include("allauth.urls")),
     path("dashboards/", dashboards.dashboard_list, name="dashboard_list"),
     path("dashboards/new/", dashboards.dashboard_new, name="dashboard_new"),

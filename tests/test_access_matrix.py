@@ -10,9 +10,11 @@ from django.urls import reverse
 
 from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.kiosk.actions import do_create_kiosk_link
+from dashvault.sso.models import ClaimMapping, IdentityProvider
 from tests.conftest import make_client
 
 SIGN_IN = "/accounts/login/"
+TENANT = "6f1c2b7e-1d7a-4c1e-9a55-0d3a3f9b2c11"  # an Azure AD directory id
 
 
 class EndpointChecks:
@@ -413,4 +415,121 @@ class TestKioskRevoke(EndpointChecks):
     obj, kwarg = "kiosk", "link_id"
     method, wrong_method = "post", "get"
     allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+
+# --- single sign-on settings (org admins) -----------------------------------------------------
+
+
+class SsoEndpointChecks(EndpointChecks):
+    """Org A has Google and Azure AD set up (client ids that name "Org A") and a mapping from a
+    claim value to "Sales team A": another org's admin must see none of them."""
+
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+    @pytest.fixture
+    def world(self, admin_a, editor_a, viewer_a, admin_b, dashboards_a, staff):
+        for kind, extra in (("google", {}), ("azure", {"tenant_id": TENANT})):
+            IdentityProvider.objects.create(
+                org=admin_a.org, kind=kind, client_id=f"Org A {kind} app", **extra
+            )
+        mapping = ClaimMapping.objects.create(
+            org=admin_a.org, value="claim-of-Org A", group=dashboards_a["group"]
+        )
+        users = {
+            "admin": admin_a,
+            "editor": editor_a,
+            "viewer": viewer_a,
+            "other": admin_b,
+            "staff": staff,
+        }
+        return users, {"member": viewer_a, "mapping": mapping, "group": dashboards_a["group"]}
+
+
+class TestSsoSettings(SsoEndpointChecks):
+    url_name = "sso_settings"
+
+
+class TestSsoSettingsSave(SsoEndpointChecks):
+    url_name = "sso_settings"
+    method, wrong_method = "post", "put"
+    data = {"domains": "", "password_signin": "on"}
+    ok_status = (302,)
+
+
+class SsoProviderChecks(SsoEndpointChecks):
+    url_name = "sso_provider"
+    kind: ClassVar[str] = "google"
+
+    def url(self, objects: dict[str, Any]) -> str:
+        return reverse(self.url_name, kwargs={"kind": self.kind})
+
+
+class TestSsoProviderGoogle(SsoProviderChecks):
+    kind = "google"
+
+
+class TestSsoProviderAzure(SsoProviderChecks):
+    kind = "azure"
+
+
+class TestSsoProviderSaveGoogle(SsoProviderChecks):
+    kind = "google"
+    method, wrong_method = "post", "put"
+    data = {"client_id": "g-app", "client_secret": "s", "hosted_domain": "", "enabled": "on"}
+    ok_status = (302,)
+
+
+class TestSsoProviderSaveAzure(SsoProviderChecks):
+    kind = "azure"
+    method, wrong_method = "post", "put"
+    data = {"client_id": "az-app", "client_secret": "s", "tenant_id": TENANT, "enabled": "on"}
+    ok_status = (302,)
+
+
+class TestSsoProviderDelete(SsoProviderChecks):
+    url_name = "sso_provider_delete"
+    obj = "provider"  # another org has none of this kind: 404
+    method, wrong_method = "post", "get"
+    ok_status = (302,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        # Every allowed call deletes: org A's provider comes back for the next one.
+        org = objects["member"].org
+        IdentityProvider.objects.get_or_create(
+            org=org, kind=self.kind, defaults={"client_id": "Org A app"}
+        )
+        return super().url(objects)
+
+    def test_it_leaves_other_orgs_providers_alone(self, world):
+        users, objects = world
+        make_client(users["other"]).post(self.url(objects))
+        assert IdentityProvider.objects.filter(org=users["admin"].org, kind=self.kind).exists()
+
+
+class TestSsoMappingAdd(SsoEndpointChecks):
+    url_name = "sso_mapping_add"
+    method, wrong_method = "post", "get"
+    data = {"value": "app-editors", "role": "editor"}
+    ok_status = (302,)
+
+
+class TestSsoMappingDelete(SsoEndpointChecks):
+    url_name = "sso_mapping_delete"
+    obj, kwarg = "mapping", "mapping_id"
+    method, wrong_method = "post", "get"
+    ok_status = (302,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        # Every allowed call deletes: each gets its own mapping of org A.
+        mapping = objects["mapping"]
+        doomed = ClaimMapping.objects.create(org=mapping.org, value="doomed", role="editor")
+        return reverse(self.url_name, kwargs={self.kwarg: doomed.pk})
+
+
+class TestMemberSso(SsoEndpointChecks):
+    url_name = "member_sso"
+    obj, kwarg = "member", "user_id"
+    method, wrong_method = "post", "get"
+    data = {"allowed": "1"}
     ok_status = (302,)

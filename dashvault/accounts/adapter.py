@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from dashvault.accounts.models import normalize_email
+from dashvault.accounts.models import Role, normalize_email
 from dashvault.sso.models import EmailDomain
 
 SSO_ONLY = "Your organization signs in with single sign-on. Use “Sign in with SSO” below."
@@ -47,7 +47,9 @@ class AccountAdapter(DefaultAccountAdapter):
         if "sociallogin" not in signal_kwargs and org is not None and not org.password_signin:
             # Also for addresses outside the org's SSO domains, which pre_authenticate
             # cannot recognize: only the break-glass admin, and only with a second factor.
-            if user.pk != org.break_glass_id:
+            # The exception is for an admin: a break-glass account demoted since (by a role
+            # mapping at an SSO sign-in, or by another admin) loses it.
+            if user.pk != org.break_glass_id or user.role != Role.ADMIN:
                 return _refuse_login(request, SSO_ONLY)
             if not Authenticator.objects.filter(user_id=user.pk).exists():
                 return _refuse_login(request, BREAK_GLASS_MFA)
@@ -56,7 +58,7 @@ class AccountAdapter(DefaultAccountAdapter):
 
 def password_signin_refused(email: str) -> bool:
     """Whether `email` is at a domain of an org with password sign-in off, and is not that
-    org's break-glass account."""
+    org's break-glass account (while it is an admin)."""
     if "@" not in email:
         return False
     domain = (
@@ -65,7 +67,7 @@ def password_signin_refused(email: str) -> bool:
     if domain is None or domain.org.password_signin:
         return False
     glass = domain.org.break_glass
-    return glass is None or glass.email != email
+    return glass is None or glass.email != email or glass.role != Role.ADMIN
 
 
 def _refuse_login(request: HttpRequest, message: str) -> HttpResponse:

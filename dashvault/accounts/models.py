@@ -67,3 +67,8 @@ class User(AbstractBaseUser):
 
     def __str__(self) -> str:
         return str(self.id)  # never the e-mail: str() ends up in logs and audit reprs
+
+
+def user_display(user: User) -> str:
+    """How allauth names a user to themselves in messages: their address."""
+    return user.email

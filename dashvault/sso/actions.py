@@ -125,7 +125,7 @@ def do_save_sso_settings(
         errors["federation"] = "Federation needs at least one allowed e-mail domain."
     if break_glass is not None and (break_glass.org_id != org.pk or break_glass.role != Role.ADMIN):
         errors["break_glass"] = "Choose an admin of this organization."
-    if not password_signin:
+    elif not password_signin:
         if break_glass is None:
             errors["break_glass"] = "Choose a break-glass admin before turning passwords off."
         elif not Authenticator.objects.filter(user_id=break_glass.pk).exists():

@@ -10,7 +10,6 @@ from django.http import HttpRequest
 
 from dashvault import audit
 from dashvault.sso import providers, signin
-from dashvault.sso.models import IdentityProvider
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
@@ -39,8 +38,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         # A forged or replayed state, a denied consent, a failed token exchange: audited by
         # reason code; allauth shows its error page and nobody is signed in.
         provider_id = getattr(getattr(provider, "app", None), "provider_id", None)
-        provider_pk = signin.uuid_or_none(provider_id)
-        idp = IdentityProvider.objects.filter(pk=provider_pk).first() if provider_pk else None
+        idp = providers.provider_by_id(provider_id, enabled_only=False)
         audit.record(
             "sso.refused",
             org=idp.org_id if idp else None,

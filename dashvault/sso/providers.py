@@ -71,3 +71,15 @@ def apps(provider: str | None = None) -> list[SocialApp]:
 
 def login_url(idp: IdentityProvider) -> str:
     return reverse("openid_connect_login", kwargs={"provider_id": idp.provider_id})
+
+
+def provider_by_id(provider_id: object, *, enabled_only: bool = True) -> IdentityProvider | None:
+    """The identity provider whose allauth provider_id this is (None for anything else)."""
+    try:
+        pk = uuid.UUID(str(provider_id))
+    except ValueError:
+        return None
+    found = IdentityProvider.objects.select_related("org").filter(pk=pk)
+    if enabled_only:
+        found = found.filter(enabled=True)
+    return found.first()

@@ -21,11 +21,10 @@ org's claim mappings set the person's mapped groups and role (`apply_mappings`),
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from allauth.core.exceptions import ImmediateHttpResponse
-from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.models import SocialAccount, SocialLogin
 from django.db import transaction
 from django.http import HttpRequest
 from django.shortcuts import render
@@ -34,6 +33,7 @@ from dashvault import audit
 from dashvault.accounts.models import Role, User, normalize_email
 from dashvault.orgs.models import Group
 from dashvault.sso.models import ClaimMapping, EmailDomain, IdentityProvider, Kind
+from dashvault.sso.providers import provider_by_id
 
 REFUSALS = {
     "unknown_provider": "This sign-in link is not set up (any more). Sign in from the start.",
@@ -45,6 +45,8 @@ REFUSALS = {
     "not_linked": "An account with your address exists but is not set up for single sign-on. "
     "Ask your organization's admin to allow it.",
     "inactive": "Your account is deactivated. Ask your organization's admin.",
+    "other_identity": "An account with your address is already linked to another identity "
+    "at your provider. Ask your organization's admin.",
     "elsewhere": "Your address belongs to an account that cannot sign in here.",
 }
 ROLE_ORDER = [Role.VIEWER, Role.EDITOR, Role.ADMIN]
@@ -79,12 +81,7 @@ def claims_of(sociallogin: SocialLogin) -> dict[str, Any]:
 def admit(request: HttpRequest, sociallogin: SocialLogin) -> None:
     """The module's contract: returns with `sociallogin` bound to the user to sign in, or
     raises ImmediateHttpResponse (a refusal)."""
-    provider_pk = uuid_or_none(sociallogin.account.provider)
-    idp = (
-        IdentityProvider.objects.select_related("org").filter(pk=provider_pk, enabled=True).first()
-        if provider_pk
-        else None
-    )
+    idp = provider_by_id(sociallogin.account.provider)
     if idp is None:
         refuse(request, None, "unknown_provider")
     assert idp is not None
@@ -128,6 +125,10 @@ def _link_or_create(
             refuse(request, idp, "not_linked")
         if not existing.is_active:
             refuse(request, idp, "inactive")
+        if SocialAccount.objects.filter(user=existing, provider=idp.provider_id).exists():
+            # Linked already: people are keyed on the provider's immutable id (tid + oid,
+            # sub), so another identity asserting the same (re-assigned) address is refused.
+            refuse(request, idp, "other_identity")
         with transaction.atomic():
             sociallogin.connect(request, existing)
             audit.record("sso.link", org=org, actor=existing, target=idp, ip=client_ip(request))
@@ -200,10 +201,3 @@ def _as_list(value: object) -> list[object]:
     if isinstance(value, list | tuple):
         return list(value)
     return [value] if isinstance(value, str) and value else []
-
-
-def uuid_or_none(value: object) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None

@@ -3,6 +3,9 @@ sign-in page. The sign-in itself is allauth's OpenID Connect flow (sso.adapter, 
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from allauth.socialaccount.providers.openid_connect import views as allauth_oidc
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -21,7 +24,7 @@ from dashvault.policy.principal import Principal, member_required
 from dashvault.sso import actions
 from dashvault.sso.forms import MappingForm, ProviderForm, SsoSettingsForm, StartForm
 from dashvault.sso.models import ClaimMapping, EmailDomain, IdentityProvider, Kind
-from dashvault.sso.providers import login_url
+from dashvault.sso.providers import login_url, provider_by_id, server_url
 
 
 def _settings_context(request: HttpRequest, principal: Principal, **extra: object) -> dict:
@@ -40,19 +43,23 @@ def _settings_context(request: HttpRequest, principal: Principal, **extra: objec
     }
 
 
-@require_http_methods(["GET", "POST"])
-@member_required
-def sso_settings(request: HttpRequest, principal: Principal) -> HttpResponse:
-    require_org_admin(principal)
-    org = principal.member_org
-    initial = {
+def _settings_initial(org: Organization) -> dict[str, object]:
+    """The settings form as stored: every page that shows the form starts from this."""
+    return {
         "domains": "\n".join(EmailDomain.objects.filter(org=org).values_list("domain", flat=True)),
         "federation": org.sso_federation,
         "password_signin": org.password_signin,
         "break_glass": org.break_glass_id,
         "default_groups": Group.objects.filter(org=org, sso_default=True),
     }
-    form = SsoSettingsForm(request.POST or None, org=org, initial=initial)
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def sso_settings(request: HttpRequest, principal: Principal) -> HttpResponse:
+    require_org_admin(principal)
+    org = principal.member_org
+    form = SsoSettingsForm(request.POST or None, org=org, initial=_settings_initial(org))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -150,12 +157,13 @@ def sso_mapping_add(request: HttpRequest, principal: Principal) -> HttpResponse:
         else:
             messages.success(request, "Mapping added. It applies at each person's next sign-in.")
             return redirect("sso_settings")
+    # The settings form on this page shows what is stored (an empty one, saved from here,
+    # would wipe the domains and turn federation off).
     org = principal.member_org
-    initial = {"domains": "", "password_signin": org.password_signin}
     context = _settings_context(
         request,
         principal,
-        form=SsoSettingsForm(org=org, initial=initial),
+        form=SsoSettingsForm(org=org, initial=_settings_initial(org)),
         mapping_form=form,
     )
     return render(request, "sso/settings.html", context, status=400)
@@ -215,4 +223,28 @@ def sso_org(request: HttpRequest, org_id: str) -> HttpResponse:
         raise Http404
     buttons = [(p.get_kind_display(), login_url(p)) for p in providers]
     context = {"org": org, "buttons": buttons}
-    return render(request, "sso/org.html", context)
+    return allow_form_action(render(request, "sso/org.html", context), providers)
+
+
+def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
+    """allauth's OpenID Connect login view, for one of our providers (its GET confirmation
+    page posts to itself and is redirected to the provider, like the buttons above)."""
+    response = allauth_oidc.login(request, provider_id)
+    idp = provider_by_id(provider_id)
+    return allow_form_action(response, [idp] if idp else [])
+
+
+def allow_form_action(response: HttpResponse, idps: list[IdentityProvider]) -> HttpResponse:
+    """Let this page's forms lead to the providers' sign-in pages. Browsers apply CSP
+    `form-action` to the redirects that follow a form post too, and the site-wide policy
+    allows this origin only: a sign-in button posts here and is redirected to the provider's
+    authorization endpoint, on its issuer's origin (Google, Microsoft)."""
+    origins = sorted({origin(server_url(idp)) for idp in idps})
+    if origins:
+        response._csp_update = {"form-action": origins}  # type: ignore[attr-defined]  # django-csp reads it
+    return response
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
