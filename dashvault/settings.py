@@ -43,6 +43,22 @@ MASTER_KEYS_FILE = envstr("MASTER_KEYS_FILE") or (
 if not (MASTER_KEYS or MASTER_KEYS_FILE):
     raise ImproperlyConfigured("DASHVAULT_MASTER_KEYS or DASHVAULT_MASTER_KEYS_FILE is required")
 
+# The audit log's keys, held outside the database (dashvault.audit): the HMAC key of the hash
+# chains, and the Ed25519 key that signs checkpoints into AUDIT_CHECKPOINT_DIR.
+AUDIT_KEY = envsecret("AUDIT_KEY")
+if not AUDIT_KEY:
+    if not EMBEDDED:
+        raise ImproperlyConfigured("DASHVAULT_AUDIT_KEY (or _FILE) is required in production")
+    AUDIT_KEY = generated_secret(DATA_DIR / "keys" / "audit_key", nbytes=32)
+if len(AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("DASHVAULT_AUDIT_KEY must be at least 32 characters")
+AUDIT_SIGNING_KEY_FILE = envstr("AUDIT_SIGNING_KEY_FILE") or (
+    str(DATA_DIR / "keys" / "audit_signing.pem") if EMBEDDED else ""
+)
+if not AUDIT_SIGNING_KEY_FILE:
+    raise ImproperlyConfigured("DASHVAULT_AUDIT_SIGNING_KEY_FILE is required in production")
+AUDIT_CHECKPOINT_DIR = envstr("AUDIT_CHECKPOINT_DIR") or str(DATA_DIR / "audit-checkpoints")
+
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))
 TLS_CERT = envstr("TLS_CERT")  # PEM files; embedded mode generates a self-signed pair

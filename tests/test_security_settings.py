@@ -61,6 +61,8 @@ def test_check_deploy_is_clean_in_production_mode(tmp_path):
         "DASHVAULT_MODE": "production",
         "DASHVAULT_SECRET_KEY": "Q7vx#92LmZp0aRt!yW3s" * 3,
         "DASHVAULT_MASTER_KEYS_FILE": str(tmp_path / "master.keys"),
+        "DASHVAULT_AUDIT_KEY": "k" * 44,
+        "DASHVAULT_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "audit_signing.pem"),
         "DASHVAULT_ALLOWED_HOSTS": "dash.example.com",
     }
     result = dashvault(
@@ -77,6 +79,26 @@ def test_check_deploy_is_clean_in_production_mode(tmp_path):
         ({"DASHVAULT_SECRET_KEY": "django-insecure-" + "x" * 40}, "too short or a known default"),
         ({"DASHVAULT_SECRET_KEY": "short"}, "too short or a known default"),
         ({"DASHVAULT_SECRET_KEY": "Q7vx#92LmZp0aRt!yW3s" * 3}, "DASHVAULT_MASTER_KEYS"),
+        (
+            {"DASHVAULT_SECRET_KEY": "Q7vx#92LmZp0aRt!yW3s" * 3, "DASHVAULT_MASTER_KEYS": "x"},
+            "DASHVAULT_AUDIT_KEY (or _FILE) is required in production",
+        ),
+        (
+            {
+                "DASHVAULT_SECRET_KEY": "Q7vx#92LmZp0aRt!yW3s" * 3,
+                "DASHVAULT_MASTER_KEYS": "x",
+                "DASHVAULT_AUDIT_KEY": "short",
+            },
+            "DASHVAULT_AUDIT_KEY must be at least 32 characters",
+        ),
+        (
+            {
+                "DASHVAULT_SECRET_KEY": "Q7vx#92LmZp0aRt!yW3s" * 3,
+                "DASHVAULT_MASTER_KEYS": "x",
+                "DASHVAULT_AUDIT_KEY": "k" * 44,
+            },
+            "DASHVAULT_AUDIT_SIGNING_KEY_FILE is required in production",
+        ),
     ],
 )
 def test_production_mode_refuses_missing_or_default_secrets(tmp_path, env, message):

@@ -23,7 +23,8 @@ def record(
     ip: str | None = None,
     **detail: Any,
 ) -> AuditEntry:
-    """Append one entry. Call inside the transaction of the change it describes.
+    """Append one entry to its chain (the org's, or the platform's). Call inside the
+    transaction of the change it describes.
 
     Security contract: stores only ids, the action name, the time and the IP address. `actor`
     and `target` are reduced to their primary keys; `detail` accepts only ids and enum-like
@@ -38,9 +39,9 @@ def record(
         else:
             actor_kind = "staff" if getattr(actor, "is_platform_staff", False) else "user"
     # Imported here: this package is imported while apps load, before models may be.
-    from dashvault.audit.models import AuditEntry
+    from dashvault.audit.chain import append
 
-    return AuditEntry.objects.create(
+    return append(
         org_id=getattr(org, "pk", org),
         action=action,
         actor_kind=actor_kind,

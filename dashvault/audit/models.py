@@ -6,8 +6,11 @@ from django.db import models
 class AuditEntry(models.Model):
     """One audited event: ids, an action name, a time and an address. Nothing about a person.
 
-    Append-only. Entries of one organization (org set) or of the platform (org null) will form
-    one keyed hash chain each (audit issue): `id` gives the append order within the table.
+    Append-only. Entries of one organization (org set) or of the platform (org null) form one
+    keyed hash chain each (`chain`: the org id, or "platform"): `seq` counts 1, 2, ... within
+    the chain, `prev` is the previous entry's `mac`, and `mac` is the HMAC-SHA256 over the
+    entry's canonical encoding (dashvault.lib.hashchain) under the audit key, which is kept
+    outside the database. On PostgreSQL a trigger refuses UPDATE and DELETE.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -28,9 +31,29 @@ class AuditEntry(models.Model):
     target_id = models.CharField(max_length=64, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)  # ids and enum values only
+    chain = models.CharField(max_length=36, default="platform")
+    seq = models.BigIntegerField(default=0)
+    prev = models.CharField(max_length=64, default="")
+    mac = models.CharField(max_length=64, default="")
 
     class Meta:
         indexes = [models.Index(fields=["org", "id"], name="audit_org_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.action}"
+
+
+class AuditChainHead(models.Model):
+    """The newest (seq, mac) of each chain. Appends lock this row (PostgreSQL) so concurrent
+    writers queue instead of forking the chain; SQLite's IMMEDIATE transactions already
+    serialize writers. Not a proof of anything: the signed checkpoints are."""
+
+    chain = models.CharField(max_length=36, primary_key=True)
+    seq = models.BigIntegerField(default=0)
+    mac = models.CharField(max_length=64, default="")
+
+    def __str__(self) -> str:
+        return f"{self.chain}@{self.seq}"

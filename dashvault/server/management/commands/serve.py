@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dashvault.audit import checkpoints
 from dashvault.lib.crypto import KeyringError
 from dashvault.orgs.keys import keyring
 from dashvault.server.run import serve
@@ -39,5 +40,10 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot load the master keyring: {exc}") from None
         if settings.EMBEDDED and not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
+        try:
+            checkpoints.load()  # the signing key and the checkpoints must be in order
+        except (OSError, checkpoints.CheckpointError) as exc:
+            raise CommandError(f"Audit checkpoints: {exc}") from None
         call_command("collectstatic", interactive=False, verbosity=0)
+        checkpoints.start_hourly()
         serve(options["host"], options["port"], options["redirect_port"] or None)

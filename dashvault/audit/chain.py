@@ -1,0 +1,151 @@
+"""Appending to and verifying the audit hash chains (dashvault.lib.hashchain does the math).
+
+Security contract: every entry is appended through `append`, which holds the chain's head row
+locked (PostgreSQL; SQLite serializes writers) while it numbers the entry, links it to its
+predecessor and computes its MAC, in the caller's transaction: a rolled-back change leaves no
+entry and no gap. The audit key (settings.AUDIT_KEY) never enters the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from dashvault.audit.models import AuditChainHead, AuditEntry
+from dashvault.lib import hashchain
+
+PLATFORM = "platform"
+CHECKPOINT_EVERY = 10_000  # entries of one chain between signed checkpoints
+
+
+def audit_key() -> bytes:
+    return str(settings.AUDIT_KEY).encode()
+
+
+def chain_of(org_id: object) -> str:
+    return PLATFORM if org_id is None else str(org_id)
+
+
+def fields_of(entry: AuditEntry) -> dict[str, Any]:
+    """An entry as the MAC covers it."""
+    return {
+        "id": entry.pk,
+        "chain": entry.chain,
+        "seq": entry.seq,
+        "prev": entry.prev,
+        "at": entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "action": entry.action,
+        "actor_kind": entry.actor_kind,
+        "actor_id": str(entry.actor_id) if entry.actor_id else None,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "ip": entry.ip,
+        "detail": entry.detail,
+        "mac": entry.mac,
+    }
+
+
+def _locked_head(chain: str) -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(chain=chain).first()
+    if head is not None:
+        return head
+    try:
+        with transaction.atomic():
+            AuditChainHead.objects.create(chain=chain)
+    except IntegrityError:
+        pass  # another writer made it first
+    return AuditChainHead.objects.select_for_update().get(chain=chain)
+
+
+def append(
+    *,
+    org_id: object,
+    action: str,
+    actor_kind: str,
+    actor_id: object,
+    target_type: str,
+    target_id: str,
+    ip: str | None,
+    detail: dict[str, Any],
+) -> AuditEntry:
+    chain = chain_of(org_id)
+    with transaction.atomic():
+        head = _locked_head(chain)
+        entry = AuditEntry(
+            org_id=None if org_id is None else uuid.UUID(str(org_id)),
+            at=timezone.now(),
+            action=action,
+            actor_kind=actor_kind,
+            actor_id=actor_id if actor_id is None else uuid.UUID(str(actor_id)),
+            target_type=target_type,
+            target_id=target_id,
+            ip=ip,
+            detail=detail,
+            chain=chain,
+            seq=head.seq + 1,
+            prev=head.mac or hashchain.GENESIS,
+        )
+        # What the database will give back: the address in canonical form.
+        entry.ip = _canonical_ip(ip)
+        entry.mac = hashchain.mac(audit_key(), fields_of(entry))
+        entry.save(force_insert=True)
+        head.seq, head.mac = entry.seq, entry.mac
+        head.save(update_fields=["seq", "mac"])
+        if entry.seq % CHECKPOINT_EVERY == 0:
+            from dashvault.audit import checkpoints
+
+            transaction.on_commit(checkpoints.write_checkpoint_safely)
+    return entry
+
+
+def _canonical_ip(ip: str | None) -> str | None:
+    from dashvault.lib.clientip import ip_or_none
+
+    return ip_or_none(ip) if ip else None
+
+
+def chains(org_id: object = None) -> list[str]:
+    """Every chain in the table (or the one of `org_id`)."""
+    if org_id is not None:
+        return [chain_of(org_id)]
+    found = set(AuditEntry.objects.values_list("chain", flat=True).distinct())
+    found |= set(AuditChainHead.objects.values_list("chain", flat=True))
+    return sorted(found)
+
+
+def records(chain: str, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """A chain's entries in append order (by id), as dicts, read in batches."""
+    last_id = 0
+    while True:
+        rows = list(AuditEntry.objects.filter(chain=chain, id__gt=last_id).order_by("id")[:batch])
+        if not rows:
+            return
+        for row in rows:
+            yield fields_of(row)
+        last_id = rows[-1].pk
+
+
+def verify(org_id: object = None) -> tuple[dict[str, int], list[hashchain.Problem]]:
+    """Verify every chain (or one org's) against the audit key and the signed checkpoints;
+    returns each chain's verified length and the first problem of each broken chain. Raises
+    checkpoints.CheckpointError when the checkpoints themselves do not verify."""
+    from dashvault.audit import checkpoints
+
+    heads = checkpoints.signed_heads(checkpoints.load())
+    names = chains(org_id) if org_id is not None else sorted(set(chains()) | set(heads))
+    lengths: dict[str, int] = {}
+    problems: list[hashchain.Problem] = []
+    for name in names:
+        last, problem = hashchain.verify_chain(
+            audit_key(), name, records(name), checkpoints=heads.get(name)
+        )
+        lengths[name] = last.seq if last else 0
+        if problem is not None:
+            problems.append(problem)
+    return lengths, problems
