@@ -77,3 +77,30 @@ def test_djangos_own_handlers_are_replaced_by_the_filtered_console():
         "RedactSecrets",
         "DropRefusals",
     }
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        (
+            "signin failed for alice.o'hara+tv@sub.example.co.uk",
+            "alice.o'hara+tv@sub.example.co.uk",
+        ),
+        ("Authorization: Bearer abcdefgh12345678", "abcdefgh12345678"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("POST body password=hunter2hunter2&next=/", "hunter2hunter2"),
+        ('{"client_secret": "s3cr3t-value", "x": 1}', "s3cr3t-value"),
+        ("api_key: k-123456789", "k-123456789"),
+        ("token=dvp_abcdefABCDEF0123456789", "dvp_abcdefABCDEF0123456789"),
+    ],
+)
+def test_personal_data_and_secrets_never_reach_a_log_line(server_log, line, secret):
+    logging.getLogger("dashvault.some.module").warning("%s", line)
+    text = server_log.getvalue()
+    assert text.strip(), "the line itself is still logged"
+    assert secret not in text
+
+
+def test_an_ordinary_line_is_left_alone(server_log):
+    logging.getLogger("dashvault.live").warning("live: update of dashboard %s failed", "d-1")
+    assert "live: update of dashboard d-1 failed" in server_log.getvalue()
