@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from dashvault.accounts import views as accounts
 from dashvault.api import pages as api_pages
 from dashvault.api.views import api
+from dashvault.audit import views as audit_views
 from dashvault.dashboards import views as dashboards
 from dashvault.kiosk import views as kiosk
 from dashvault.orgs import views as orgs
@@ -105,7 +106,9 @@ urlpatterns = [
     path("org/kiosks/<uuid:link_id>/revoke/", kiosk.kiosk_revoke, name="kiosk_revoke"),
     # Any token shape reaches the view, so every guess counts against the guessing address.
     re_path(r"^kiosk/(?P<token>[^/]{1,200})/?$", kiosk.kiosk_tv, name="kiosk_tv"),
+    path("org/audit/", audit_views.org_audit, name="org_audit"),
     path("staff/", server.staff_home, name="staff_home"),
+    path("staff/audit/", audit_views.platform_audit, name="platform_audit"),
     path("staff/orgs/<uuid:org_id>/networks/", orgs.org_networks, name="org_networks"),
     path("api/v1/", api.urls),
     re_path(r"^api/", api_not_found),  # API clients get JSON, not the HTML 404 page
