@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "dashvault.api",
     "dashvault.kiosk",
     "dashvault.sso",
+    "dashvault.grants",
     "dashvault.audit",
     "dashvault.server",
     "dashvault.live",
@@ -295,6 +296,9 @@ elif EMAIL_MODE == "smtp":
     EMAIL_USE_TLS = envbool("SMTP_STARTTLS", True)
 else:
     raise ImproperlyConfigured("DASHVAULT_EMAIL must be file or smtp")
+
+# Platform staff's access grants to a customer's dashboards (dashvault.grants): the longest.
+GRANT_MAX_MINUTES = envint("GRANT_MAX_MINUTES", 60, minimum=1)
 
 # The guessing guard (policy.guard): bad kiosk links and API tokens per address.
 GUARD_FAILURES = envint("GUARD_FAILURES", 10, minimum=1)

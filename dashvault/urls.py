@@ -8,6 +8,7 @@ from dashvault.api import pages as api_pages
 from dashvault.api.views import api
 from dashvault.audit import views as audit_views
 from dashvault.dashboards import views as dashboards
+from dashvault.grants import views as grants
 from dashvault.kiosk import views as kiosk
 from dashvault.orgs import views as orgs
 from dashvault.server import views as server
@@ -109,6 +110,21 @@ urlpatterns = [
     path("org/audit/", audit_views.org_audit, name="org_audit"),
     path("staff/", server.staff_home, name="staff_home"),
     path("staff/audit/", audit_views.platform_audit, name="platform_audit"),
+    path("staff/orgs/<uuid:org_id>/access/", grants.grant_open, name="grant_open"),
+    path(
+        "staff/orgs/<uuid:org_id>/access/<uuid:grant_id>/end/",
+        grants.grant_end_by_staff,
+        name="grant_end_by_staff",
+    ),
+    path("staff/orgs/<uuid:org_id>/dashboards/", grants.grant_dashboards, name="grant_dashboards"),
+    path(
+        "staff/orgs/<uuid:org_id>/dashboards/<uuid:dashboard_id>/",
+        grants.grant_dashboard,
+        name="grant_dashboard",
+    ),
+    path("org/access/", grants.grant_list, name="grant_list"),
+    path("org/access/approval/", grants.grant_approval_setting, name="grant_approval_setting"),
+    path("org/access/<uuid:grant_id>/<str:decision>/", grants.grant_decide, name="grant_decide"),
     path("staff/orgs/<uuid:org_id>/networks/", orgs.org_networks, name="org_networks"),
     path("api/v1/", api.urls),
     re_path(r"^api/", api_not_found),  # API clients get JSON, not the HTML 404 page

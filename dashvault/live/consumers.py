@@ -61,6 +61,7 @@ from django.utils import timezone
 
 from dashvault.accounts.middleware import STARTED, needs_mfa_enrolment
 from dashvault.dashboards.models import Dashboard
+from dashvault.grants.actions import active_grant, record_view
 from dashvault.kiosk import entry
 from dashvault.live import publish
 from dashvault.live.hub import (
@@ -79,7 +80,7 @@ from dashvault.live.hub import (
 )
 from dashvault.policy import guard, ipfilter
 from dashvault.policy.access import access_dashboard
-from dashvault.policy.principal import principal_from_request
+from dashvault.policy.principal import Principal, principal_from_request
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +132,23 @@ def authorize(cookie: str, ip: str | None, dashboard_id: str) -> Grant | Refusal
             ipfilter.check_address(principal.org, ip, actor=user, actor_kind="user")
         except ipfilter.AddressRefused:
             return Refusal(FORBIDDEN, "address_not_allowed")
+    grant = None
+    if principal.kind == "staff":
+        # Staff reach a customer's dashboard only inside an active access grant for its org;
+        # the socket ends with the grant, and opening it is logged for the customer.
+        org_id = Dashboard.objects.filter(pk=dashboard_id).values_list("org_id", flat=True).first()
+        grant = active_grant(principal.user, org_id) if org_id else None
+        if grant is None:
+            return Refusal(NOT_FOUND, "not_found")
+        principal = Principal("grant", principal.user, grant.org, None, ip, grant)
+        assert grant.expires_at is not None
+        expires_in = min(expires_in, (grant.expires_at - timezone.now()).total_seconds())
     try:
         dashboard = access_dashboard(principal, dashboard_id)
     except (Http404, PermissionDenied):
         return Refusal(NOT_FOUND, "not_found")
+    if grant is not None:
+        record_view(grant, "socket", target=dashboard, ip=ip)
     return Grant(dashboard, user_owner(user.pk), session_digest(session.session_key), expires_in)
 
 

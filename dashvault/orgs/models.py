@@ -25,6 +25,8 @@ class Organization(models.Model):
     allowed_networks = models.JSONField(default=list, blank=True)
     # Single sign-on (dashvault.sso): first-time SSO users of an allowed domain are created
     # (federation); password sign-in may be turned off except for one break-glass admin.
+    # Platform staff's access grants (dashvault.grants) wait for an org admin's approval.
+    grant_approval_required = models.BooleanField(default=False)
     sso_federation = models.BooleanField(default=False)
     password_signin = models.BooleanField(default=True)
     break_glass = models.ForeignKey(

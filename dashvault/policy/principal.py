@@ -14,17 +14,21 @@ from django.http import Http404, HttpRequest, HttpResponse
 if TYPE_CHECKING:
     from dashvault.accounts.models import User
     from dashvault.api.models import ApiToken
+    from dashvault.grants.models import AccessGrant
     from dashvault.kiosk.models import KioskLink
     from dashvault.orgs.models import Organization
 
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "member" (a user of an org) or "staff" (platform staff, no org)
+    # "member" (a user of an org), "staff" (platform staff, no org), or "grant" (platform
+    # staff inside one org through an active access grant: view only, every view audited)
+    kind: str
     user: User
     org: Organization | None
     role: str | None
     ip: str | None
+    grant: AccessGrant | None = None
 
     @property
     def is_member(self) -> bool:
@@ -96,6 +100,29 @@ def member_required(view: Any) -> Any:
         if not principal.is_member:
             raise PermissionDenied("Platform staff see customer data only through an access grant.")
         return view(request, principal, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def grant_required(view: Any) -> Any:
+    """Decorate a staff view taking (request, principal, org_id, ...): the staff member must
+    hold an active access grant for that org (checked on every request); the view gets a
+    "grant" principal of the org. Others 404; staff without a grant 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, org_id: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+        from dashvault.grants.actions import active_grant
+
+        principal = principal_from_request(request)
+        if principal is None:
+            return redirect_to_login(request.get_full_path())
+        if principal.kind != "staff":
+            raise Http404
+        grant = active_grant(principal.user, org_id)
+        if grant is None:
+            raise PermissionDenied("Open an access grant for this organization first.")
+        inside = Principal("grant", principal.user, grant.org, None, principal.ip, grant)
+        return view(request, inside, org_id, *args, **kwargs)  # type: ignore[no-any-return]
 
     return wrapper
 

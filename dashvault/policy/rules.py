@@ -19,7 +19,8 @@ def can_edit_dashboards(principal: Principal | KioskPrincipal) -> bool:
 
 def visible_dashboards(principal: Principal | KioskPrincipal) -> QuerySet[Dashboard]:
     """Dashboards the principal may view: all of the org's for admins, else the union of the
-    dashboards granted to the principal's groups; for a kiosk link, the link's dashboards.
+    dashboards granted to the principal's groups; for a kiosk link, the link's dashboards; for
+    staff inside an active access grant, all of the org's (they can never edit).
     Always filtered by the principal's org."""
     if isinstance(principal, KioskPrincipal):
         return Dashboard.objects.filter(
@@ -27,6 +28,8 @@ def visible_dashboards(principal: Principal | KioskPrincipal) -> QuerySet[Dashbo
             kiosk_entries__link=principal.link,
             kiosk_entries__org=principal.org,
         )
+    if principal.kind == "grant" and principal.org is not None:
+        return Dashboard.objects.filter(org=principal.org)  # view only: not a member
     if not principal.is_member:
         return Dashboard.objects.none()
     dashboards = Dashboard.objects.filter(org=principal.org)
