@@ -58,6 +58,10 @@ AUDIT_SIGNING_KEY_FILE = envstr("AUDIT_SIGNING_KEY_FILE") or (
 if not AUDIT_SIGNING_KEY_FILE:
     raise ImproperlyConfigured("DASHVAULT_AUDIT_SIGNING_KEY_FILE is required in production")
 AUDIT_CHECKPOINT_DIR = envstr("AUDIT_CHECKPOINT_DIR") or str(DATA_DIR / "audit-checkpoints")
+# Old entries moved out of the database (dashvault.audit.archive), encrypted, and how long the
+# archive files are kept (0: for ever).
+AUDIT_ARCHIVE_DIR = envstr("AUDIT_ARCHIVE_DIR") or str(DATA_DIR / "audit-archives")
+AUDIT_ARCHIVE_RETENTION_DAYS = envint("AUDIT_ARCHIVE_RETENTION_DAYS", 0, minimum=0)
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))

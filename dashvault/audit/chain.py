@@ -74,11 +74,12 @@ def append(
     ip: str | None,
     detail: dict[str, Any],
 ) -> AuditEntry:
-    chain = chain_of(org_id)
+    org = None if org_id is None else uuid.UUID(str(org_id))
+    chain = chain_of(org)  # canonical, as `records` derives it from the org column
     with transaction.atomic():
         head = _locked_head(chain)
         entry = AuditEntry(
-            org_id=None if org_id is None else uuid.UUID(str(org_id)),
+            org_id=org,
             at=timezone.now(),
             action=action,
             actor_kind=actor_kind,
@@ -127,13 +128,19 @@ def records(chain: str, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
         if not rows:
             return
         for row in rows:
-            yield fields_of(row)
+            record = fields_of(row)
+            if row.chain != chain_of(row.org_id):
+                # The MAC covers the chain, not the org column the audit pages filter by: an
+                # entry moved into (or out of) another org's log must not verify.
+                record["chain"] = chain_of(row.org_id)
+            yield record
         last_id = rows[-1].pk
 
 
 def verify(org_id: object = None) -> tuple[dict[str, int], list[hashchain.Problem]]:
-    """Verify every chain (or one org's) against the audit key and the signed checkpoints;
-    returns each chain's verified length and the first problem of each broken chain. Raises
+    """Verify every chain (or one org's) against the audit key and the signed checkpoints,
+    its archive files first, then its live entries from the newest archive's end; returns each
+    chain's verified length and the first problem of each broken chain. Raises
     checkpoints.CheckpointError when the checkpoints themselves do not verify."""
     from dashvault.audit import checkpoints
 
@@ -142,10 +149,61 @@ def verify(org_id: object = None) -> tuple[dict[str, int], list[hashchain.Proble
     lengths: dict[str, int] = {}
     problems: list[hashchain.Problem] = []
     for name in names:
-        last, problem = hashchain.verify_chain(
-            audit_key(), name, records(name), checkpoints=heads.get(name)
-        )
-        lengths[name] = last.seq if last else 0
+        signed = heads.get(name, {})
+        start, problem = _verify_archives(name, signed)
+        if problem is None:
+            last, problem = hashchain.verify_chain(
+                audit_key(), name, records(name), start=start, checkpoints=signed
+            )
+            start = last
+        lengths[name] = start.seq if start else 0
         if problem is not None:
             problems.append(problem)
     return lengths, problems
+
+
+def _verify_archives(
+    name: str, signed: dict[int, str]
+) -> tuple[hashchain.Head | None, hashchain.Problem | None]:
+    """The chain's archives in order: each file present, unchanged (SHA-256), decrypting,
+    starting where the one before ended and ending where its record says. Where retention
+    pruned the oldest files, the chain starts from the newest pruned archive's recorded end."""
+    import hashlib
+
+    from dashvault.audit import archive
+    from dashvault.audit.models import AuditArchive
+
+    start: hashchain.Head | None = None
+    for record in AuditArchive.objects.filter(chain=name).order_by("first_seq"):
+        if record.pruned_at is not None:
+            start = hashchain.Head(record.last_seq, record.last_mac)
+            continue
+        path = archive.directory() / record.file
+        if not path.exists():
+            return start, _archive_problem(record, "deleted", "the file is missing")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != record.sha256:
+            return start, _archive_problem(record, "changed", "the file is not the one archived")
+        try:
+            contents = archive.read(path)
+        except archive.ArchiveError as exc:
+            return start, _archive_problem(record, "changed", str(exc))
+        if contents.chain != name or contents.start != start:
+            return start, _archive_problem(
+                record, "relinked", "does not continue the archive before it"
+            )
+        within = {seq: mac for seq, mac in signed.items() if seq <= record.last_seq}
+        last, found = hashchain.verify_chain(
+            audit_key(), name, contents.records, start=start, checkpoints=within
+        )
+        if found is not None:
+            return start, found
+        if last is None or (last.seq, last.mac) != (record.last_seq, record.last_mac):
+            return start, _archive_problem(record, "truncated", "ends before its recorded end")
+        start = last
+    return start, None
+
+
+def _archive_problem(record: Any, kind: str, detail: str) -> hashchain.Problem:
+    return hashchain.Problem(
+        kind, record.chain, record.first_seq, None, f"archive {record.file}: {detail}"
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class AuditEntry(models.Model):
@@ -23,7 +24,8 @@ class AuditEntry(models.Model):
         related_name="+",
         # No FK constraint: entries outlive a deleted org (its erasure is itself audited).
     )
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Not auto_now_add: that would replace, on save, the time the entry's MAC was computed over.
+    at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     action = models.CharField(max_length=64)
     actor_kind = models.CharField(max_length=16)  # user | staff | system | anonymous
     actor_id = models.UUIDField(null=True, blank=True)
@@ -57,3 +59,27 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain}@{self.seq}"
+
+
+class AuditArchive(models.Model):
+    """A run of a chain's oldest entries moved to an encrypted file (dashvault.audit.archive).
+    The live chain continues from `last_seq`/`last_mac`; `sha256` pins the file."""
+
+    id = models.BigAutoField(primary_key=True)
+    chain = models.CharField(max_length=36)
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField()
+    last_mac = models.CharField(max_length=64)
+    file = models.CharField(max_length=200)
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    pruned_at = models.DateTimeField(null=True, blank=True)  # file deleted by retention
+
+    class Meta:
+        ordering = ["chain", "first_seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "first_seq"], name="auditarchive_chain_first"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain} {self.first_seq}-{self.last_seq}"

@@ -7,8 +7,8 @@ verifies; with it, a whole rewritten chain still disagrees with the signed check
 
 Security contract of `verify_chain`: walking the records in append order it names the first
 record that is changed (its MAC does not match its fields), deleted (a sequence number is
-skipped), inserted or duplicated (a number repeats), reordered (a number goes back), or
-re-linked (its previous-MAC is not its predecessor's), and a truncated tail or a rewritten
+skipped), inserted or duplicated (a number repeats), reordered (a skipped number comes later),
+or re-linked (its previous-MAC is not its predecessor's), and a truncated tail or a rewritten
 chain against the newest checkpoint's (sequence, MAC) for the chain.
 """
 
@@ -89,6 +89,7 @@ def verify_chain(
     expected_seq = start.seq + 1 if start else 1
     expected_prev = start.mac if start else GENESIS
     last: Head | None = start
+    records = iter(records)
     for record in records:
         seq = int(record["seq"])
         record_id = record.get("id")
@@ -96,14 +97,22 @@ def verify_chain(
         if not hmac.compare_digest(mac(key, record), record_mac):
             return last, Problem("changed", chain, seq, record_id, "its MAC does not match")
         if seq > expected_seq:
+            # A skipped number that turns up later, authentic, was moved, not deleted: name it.
+            for later in records:
+                later_seq = int(later["seq"])
+                if expected_seq <= later_seq < seq and hmac.compare_digest(
+                    mac(key, later), str(later["mac"])
+                ):
+                    return last, Problem(
+                        "reordered", chain, later_seq, later.get("id"), f"stored after seq {seq}"
+                    )
             missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
             return last, Problem(
                 "deleted", chain, seq, record_id, f"seq {missing} missing before it"
             )
-        if last is not None and seq == last.seq:
-            return last, Problem("inserted", chain, seq, record_id, "a second entry with this seq")
         if seq < expected_seq:
-            return last, Problem("reordered", chain, seq, record_id, f"expected seq {expected_seq}")
+            # Every number below expected_seq was seen already: this one is an extra entry.
+            return last, Problem("inserted", chain, seq, record_id, "a second entry with this seq")
         if not hmac.compare_digest(str(record["prev"]), expected_prev):
             return last, Problem(
                 "relinked", chain, seq, record_id, "its previous MAC is not its predecessor's"

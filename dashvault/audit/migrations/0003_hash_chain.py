@@ -5,6 +5,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import migrations, models
+from django.utils import timezone
 
 from dashvault.lib import hashchain
 
@@ -77,6 +78,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Was auto_now_add, which replaced on save the time the entry's MAC covers.
+        migrations.AlterField(
+            model_name='auditentry',
+            name='at',
+            field=models.DateTimeField(db_index=True, default=timezone.now, editable=False),
+        ),
         migrations.CreateModel(
             name='AuditChainHead',
             fields=[
