@@ -8,8 +8,12 @@ from typing import Any, ClassVar
 import pytest
 from django.urls import reverse
 
+from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.grants.actions import do_open_grant
+from dashvault.grants.models import AccessGrant
 from dashvault.kiosk.actions import do_create_kiosk_link
+from dashvault.orgs.models import Organization
 from dashvault.sso.models import ClaimMapping, IdentityProvider
 from tests.conftest import make_client
 
@@ -533,3 +537,75 @@ class TestMemberSso(SsoEndpointChecks):
     method, wrong_method = "post", "get"
     data = {"allowed": "1"}
     ok_status = (302,)
+
+
+# --- provider access: org admins see and decide platform staff's access grants ---------------
+# (The staff side, /staff/orgs/<org>/..., turns the check around like TestStaffHome: see
+# test_grants.py.)
+
+
+class TestGrantList(EndpointChecks):
+    url_name = "grant_list"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    wrong_method = "post"
+
+
+class TestGrantApprovalSetting(EndpointChecks):
+    url_name = "grant_approval_setting"
+    method, wrong_method = "post", "get"
+    data = {"required": "1"}
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+    def test_it_changes_only_the_callers_org(self, world):
+        users, _ = world
+        make_client(users["other"]).post(self.url({}), self.data)
+        assert not Organization.objects.get(pk=users["admin"].org_id).grant_approval_required
+        assert Organization.objects.get(pk=users["other"].org_id).grant_approval_required
+
+
+class GrantDecisionChecks(EndpointChecks):
+    """Every call decides a grant of its own that the staff member opened for org A: pending
+    (the org requires approval) for approve and deny, active for end."""
+
+    url_name = "grant_decide"
+    obj = "grant"  # another org's admin gets 404 for org A's grant
+    decision: ClassVar[str]
+    before: ClassVar[str] = "pending"
+    after: ClassVar[str]
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        org = Organization.objects.get(pk=objects["dashboard"].org_id)
+        org.grant_approval_required = self.before == "pending"
+        org.save(update_fields=["grant_approval_required"])
+        staff = User.objects.get(is_platform_staff=True)
+        grant = do_open_grant(org, staff, reason="support", ticket="SUP-1", minutes=30, ip=None)
+        assert grant.status == self.before
+        self.grant = grant
+        return reverse(self.url_name, kwargs={"grant_id": grant.pk, "decision": self.decision})
+
+    def test_it_decides_for_the_admin(self, world):
+        users, objects = world
+        self.call(make_client(users["admin"]), self.url(objects))
+        assert AccessGrant.objects.get(pk=self.grant.pk).status == self.after
+
+    def test_it_leaves_the_grant_alone_for_everyone_else(self, world):
+        users, objects = world
+        for role in (*self.denied, "other", "staff"):
+            self.call(make_client(users[role]), self.url(objects))
+            assert AccessGrant.objects.get(pk=self.grant.pk).status == self.before, role
+
+
+class TestGrantApprove(GrantDecisionChecks):
+    decision, after = "approve", "active"
+
+
+class TestGrantDeny(GrantDecisionChecks):
+    decision, after = "deny", "denied"
+
+
+class TestGrantEnd(GrantDecisionChecks):
+    decision, before, after = "end", "active", "ended"

@@ -63,11 +63,19 @@ def do_open_grant(
     return grant
 
 
+def _lock(grant: AccessGrant) -> None:
+    """Re-read the grant under a row lock, inside the caller's transaction, so each decision
+    checks the grant as stored: two admins deciding at once (or an admin and the staff member)
+    queue, and the second sees the first's decision instead of the state its request loaded."""
+    grant.refresh_from_db(from_queryset=AccessGrant.objects.select_for_update())
+
+
 def do_approve_grant(grant: AccessGrant, *, acting: User, ip: str | None) -> None:
-    if grant.status != "pending":
-        raise ValidationError("Only a pending grant can be approved.")
-    now = timezone.now()
     with transaction.atomic():
+        _lock(grant)
+        if grant.status != "pending":
+            raise ValidationError("Only a pending grant can be approved.")
+        now = timezone.now()
         grant.starts_at, grant.expires_at = now, now + dt.timedelta(minutes=grant.minutes)
         grant.approved_by = acting
         grant.save(update_fields=["starts_at", "expires_at", "approved_by"])
@@ -75,9 +83,10 @@ def do_approve_grant(grant: AccessGrant, *, acting: User, ip: str | None) -> Non
 
 
 def do_deny_grant(grant: AccessGrant, *, acting: User, ip: str | None) -> None:
-    if grant.status != "pending":
-        raise ValidationError("Only a pending grant can be denied.")
     with transaction.atomic():
+        _lock(grant)
+        if grant.status != "pending":
+            raise ValidationError("Only a pending grant can be denied.")
         grant.ended_at = timezone.now()
         grant.save(update_fields=["ended_at"])
         audit.record("staff.grant_deny", org=grant.org_id, actor=acting, target=grant, ip=ip)
@@ -86,9 +95,10 @@ def do_deny_grant(grant: AccessGrant, *, acting: User, ip: str | None) -> None:
 def do_end_grant(grant: AccessGrant, *, acting: User, ip: str | None) -> None:
     """End an active grant early (the staff member, or an org admin); the staff member's open
     dashboards of the org close at once."""
-    if grant.status != "active":
-        raise ValidationError("Only an active grant can be ended.")
     with transaction.atomic():
+        _lock(grant)
+        if grant.status != "active":
+            raise ValidationError("Only an active grant can be ended.")
         grant.ended_at = timezone.now()
         grant.save(update_fields=["ended_at"])
         audit.record("staff.grant_end", org=grant.org_id, actor=acting, target=grant, ip=ip)
