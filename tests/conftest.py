@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
 from typing import Any
 
@@ -110,3 +112,48 @@ def dashboards_a(org_a: Organization, editor_a: User, viewer_a: User) -> dict[st
     group.members.set([editor_a, viewer_a])
     group.dashboards.set([sales])
     return {"sales": sales, "board": board, "group": group}
+
+
+# -- no personal data or tokens anywhere, over the whole run ---------------------------------
+
+LEAK_RE = re.compile(
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|\bdv[kp]_[A-Za-z0-9_-]{8,}"
+)
+
+
+class LeakWatcher(logging.Handler):
+    """Every log line the application would write (through the configured filters), and every
+    audit entry saved, of every test: none may carry an e-mail address or a token."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        if LEAK_RE.search(line):
+            self.leaks.append(f"log line: {line[:200]}")
+
+    def audit_saved(self, sender: Any, instance: Any, **kwargs: Any) -> None:
+        fields = [instance.action, instance.target_id, str(instance.detail), instance.ip or ""]
+        for text in fields:
+            if LEAK_RE.search(text):
+                self.leaks.append(f"audit entry {instance.action}: {text[:200]}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_personal_data_leaks(django_db_setup: Any) -> Any:
+    from django.db.models.signals import post_save
+
+    from dashvault.audit.models import AuditEntry
+    from dashvault.lib.logfilter import DropRefusals, RedactSecrets
+
+    watcher = LeakWatcher()
+    watcher.addFilter(RedactSecrets())
+    watcher.addFilter(DropRefusals())
+    logging.getLogger().addHandler(watcher)
+    post_save.connect(watcher.audit_saved, sender=AuditEntry, dispatch_uid="tests.leaks")
+    yield watcher
+    post_save.disconnect(sender=AuditEntry, dispatch_uid="tests.leaks")
+    logging.getLogger().removeHandler(watcher)
+    assert not watcher.leaks, "personal data or tokens leaked:\n" + "\n".join(watcher.leaks[:20])

@@ -751,7 +751,7 @@ def test_the_filter_takes_the_token_out_of_a_real_log_record() -> None:
     )
     assert RedactSecrets().filter(record) is True  # redacts, never drops
     message = record.getMessage()
-    assert message == "Not Found: /kiosk/[redacted] (Bearer [redacted token])"
+    assert message == "Not Found: /kiosk/[redacted] (Bearer [redacted])"
     assert token not in message and token[4:] not in message and api_token not in message
     # The websocket path too; nothing else is touched.
     assert RedactSecrets().filter(

@@ -10,7 +10,9 @@ from django.db import models
 if TYPE_CHECKING:
     from dashvault.audit.models import AuditEntry
 
-_ALLOWED_DETAIL = (str, int, float, bool, type(None), uuid.UUID)
+# No floats: PostgreSQL's jsonb gives some back changed (1e16 as 10000000000000000, -0.0 as
+# 0.0), and the entry would then fail verification as changed for good.
+_ALLOWED_DETAIL = (str, int, bool, type(None), uuid.UUID)
 
 
 def record(
