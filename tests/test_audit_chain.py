@@ -410,10 +410,12 @@ def test_an_old_entry_moved_to_the_end_is_reordered_not_deleted(
     chain_a: list[AuditEntry],
 ) -> None:
     second = chain_a[1]
+    # Past every id in the table (PostgreSQL's id sequence is not reset between tests).
+    moved = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first() + 1000
     with behind_the_apps_back() as cursor:
-        cursor.execute("UPDATE audit_auditentry SET id = 1000 WHERE id = %s", [second.pk])
+        cursor.execute("UPDATE audit_auditentry SET id = %s WHERE id = %s", [moved, second.pk])
     problem = the_problem()
-    assert (problem.kind, problem.seq, problem.record_id) == ("reordered", 2, 1000)
+    assert (problem.kind, problem.seq, problem.record_id) == ("reordered", 2, moved)
 
 
 def test_a_second_entry_with_a_seen_seq_is_inserted() -> None:
