@@ -393,7 +393,8 @@ def test_a_sockets_expiry_is_the_earlier_of_session_and_grant(
     verdict = consumers.authorize(cookie, "127.0.0.1", str(board.pk))
     assert isinstance(verdict, consumers.Grant)
     assert verdict.expires_in is not None and 55 < verdict.expires_in <= 60
-    assert verdict.expiry == (4401, "expired")
+    # The grant ending sends the page back through admission (which refuses), not to sign-in.
+    assert verdict.expiry == (4000, "access_changed")
 
     AccessGrant.objects.all().delete()
     open_grant(org_a, staff, minutes=60)
@@ -401,6 +402,7 @@ def test_a_sockets_expiry_is_the_earlier_of_session_and_grant(
     verdict = consumers.authorize(cookie, "127.0.0.1", str(board.pk))
     assert isinstance(verdict, consumers.Grant)
     assert verdict.expires_in is not None and 15 < verdict.expires_in <= 20
+    assert verdict.expiry == (4401, "expired")  # the session ends first: sign in again
 
 
 # -- ending early ----------------------------------------------------------------------------
@@ -755,7 +757,7 @@ class TestGrantSockets:
         await opened(communicator)
         started = time.monotonic()
 
-        assert await closed_with(communicator) == (4401, "expired")
+        assert await closed_with(communicator) == (4000, "access_changed")
         assert time.monotonic() - started < 4
         assert timezone.now() >= soon - dt.timedelta(milliseconds=50)
         # The page reconnects: no grant any more.
@@ -786,3 +788,14 @@ class TestGrantSockets:
             communicator = socket(dashboards_a[name].pk, session)
             assert await refused_after_accept(communicator) == (4404, "not_found")
         assert not hub.screens
+
+
+def test_the_approval_setting_takes_only_0_or_1(admin_a: User) -> None:
+    client = make_client(admin_a)
+    assert client.post("/org/access/approval/", {"required": "yes"}).status_code == 400
+    assert client.post("/org/access/approval/", {}).status_code == 400
+    admin_a.org.refresh_from_db()
+    assert admin_a.org.grant_approval_required is False
+    assert client.post("/org/access/approval/", {"required": "1"}).status_code == 302
+    admin_a.org.refresh_from_db()
+    assert admin_a.org.grant_approval_required is True

@@ -7,7 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -133,11 +133,11 @@ def grant_decide(
 @member_required
 def grant_approval_setting(request: HttpRequest, principal: Principal) -> HttpResponse:
     require_org_admin(principal)
+    required = request.POST.get("required")
+    if required not in ("0", "1"):
+        return HttpResponseBadRequest("Send required=1 (approval needed) or required=0.")
     actions.do_set_approval_required(
-        principal.member_org,
-        request.POST.get("required") == "1",
-        acting=principal.user,
-        ip=principal.ip,
+        principal.member_org, required == "1", acting=principal.user, ip=principal.ip
     )
     messages.success(request, "Saved.")
     return redirect("grant_list")

@@ -68,6 +68,7 @@ from dashvault.live.hub import (
     FORBIDDEN,
     LINK_ENDED,
     NOT_FOUND,
+    RECONNECT,
     SIGNED_OUT,
     TOO_MANY,
     UNAVAILABLE,
@@ -133,6 +134,7 @@ def authorize(cookie: str, ip: str | None, dashboard_id: str) -> Grant | Refusal
         except ipfilter.AddressRefused:
             return Refusal(FORBIDDEN, "address_not_allowed")
     grant = None
+    expiry = (SIGNED_OUT, "expired")
     if principal.kind == "staff":
         # Staff reach a customer's dashboard only inside an active access grant for its org;
         # the socket ends with the grant, and opening it is logged for the customer.
@@ -142,14 +144,20 @@ def authorize(cookie: str, ip: str | None, dashboard_id: str) -> Grant | Refusal
             return Refusal(NOT_FOUND, "not_found")
         principal = Principal("grant", principal.user, grant.org, None, ip, grant)
         assert grant.expires_at is not None
-        expires_in = min(expires_in, (grant.expires_at - timezone.now()).total_seconds())
+        grant_left = (grant.expires_at - timezone.now()).total_seconds()
+        if grant_left < expires_in:
+            # The grant ends first: the page reconnects and meets the refusal (4404), rather
+            # than being told its session ended.
+            expires_in, expiry = grant_left, (RECONNECT, "access_changed")
     try:
         dashboard = access_dashboard(principal, dashboard_id)
     except (Http404, PermissionDenied):
         return Refusal(NOT_FOUND, "not_found")
     if grant is not None:
         record_view(grant, "socket", target=dashboard, ip=ip)
-    return Grant(dashboard, user_owner(user.pk), session_digest(session.session_key), expires_in)
+    return Grant(
+        dashboard, user_owner(user.pk), session_digest(session.session_key), expires_in, expiry
+    )
 
 
 def authorize_kiosk(token: str, ip: str | None, dashboard_id: str) -> Grant | Refusal:
