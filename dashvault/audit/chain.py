@@ -34,23 +34,48 @@ def chain_of(org_id: object) -> str:
     return PLATFORM if org_id is None else str(org_id)
 
 
-def fields_of(entry: AuditEntry) -> dict[str, Any]:
-    """An entry as the MAC covers it."""
+RECORD_COLUMNS = (
+    "id",
+    "org_id",
+    "seq",
+    "prev",
+    "at",
+    "action",
+    "actor_kind",
+    "actor_id",
+    "target_type",
+    "target_id",
+    "ip",
+    "detail",
+    "mac",
+)
+
+
+def as_record(row: dict[str, Any]) -> dict[str, Any]:
+    """An entry's stored values (RECORD_COLUMNS) as the MAC covers them. The chain is derived
+    from the org column the audit pages filter by, so an entry moved into (or out of) another
+    org's log does not verify."""
+    actor_id = row["actor_id"]
     return {
-        "id": entry.pk,
-        "chain": entry.chain,
-        "seq": entry.seq,
-        "prev": entry.prev,
-        "at": entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        "action": entry.action,
-        "actor_kind": entry.actor_kind,
-        "actor_id": str(entry.actor_id) if entry.actor_id else None,
-        "target_type": entry.target_type,
-        "target_id": entry.target_id,
-        "ip": entry.ip,
-        "detail": entry.detail,
-        "mac": entry.mac,
+        "id": row["id"],
+        "chain": chain_of(row["org_id"]),
+        "seq": row["seq"],
+        "prev": row["prev"],
+        "at": row["at"].astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "action": row["action"],
+        "actor_kind": row["actor_kind"],
+        "actor_id": str(actor_id) if actor_id else None,
+        "target_type": row["target_type"],
+        "target_id": row["target_id"],
+        "ip": row["ip"],
+        "detail": row["detail"],
+        "mac": row["mac"],
     }
+
+
+def fields_of(entry: AuditEntry) -> dict[str, Any]:
+    """An entry (a model instance) as the MAC covers it."""
+    return as_record({column: getattr(entry, column) for column in RECORD_COLUMNS})
 
 
 def _locked_head(chain: str) -> tuple[int, str]:
@@ -133,24 +158,6 @@ def chains(org_id: object = None) -> list[str]:
     return sorted(found)
 
 
-RECORD_COLUMNS = (
-    "id",
-    "org_id",
-    "chain",
-    "seq",
-    "prev",
-    "at",
-    "action",
-    "actor_kind",
-    "actor_id",
-    "target_type",
-    "target_id",
-    "ip",
-    "detail",
-    "mac",
-)
-
-
 def records(chain: str, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """A chain's entries in append order (by id), as dicts, read in batches (values, not
     model objects: verifying a million entries spent a third of its time building models)."""
@@ -164,24 +171,7 @@ def records(chain: str, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
         if not rows:
             return
         for row in rows:
-            actor_id = row["actor_id"]
-            yield {
-                "id": row["id"],
-                # The MAC covers the chain, not the org column the audit pages filter by: an
-                # entry moved into (or out of) another org's log must not verify.
-                "chain": chain_of(row["org_id"]),
-                "seq": row["seq"],
-                "prev": row["prev"],
-                "at": row["at"].astimezone(dt.UTC).isoformat(timespec="microseconds"),
-                "action": row["action"],
-                "actor_kind": row["actor_kind"],
-                "actor_id": str(actor_id) if actor_id else None,
-                "target_type": row["target_type"],
-                "target_id": row["target_id"],
-                "ip": row["ip"],
-                "detail": row["detail"],
-                "mac": row["mac"],
-            }
+            yield as_record(row)
         last_id = rows[-1]["id"]
 
 
