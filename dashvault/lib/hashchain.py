@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 GENESIS = "0" * 64
@@ -37,19 +38,58 @@ FIELDS = (
 )
 
 
-def canonical(record: dict[str, Any]) -> bytes:
-    """The bytes a record's MAC covers: its FIELDS as compact JSON with sorted keys."""
-    return json.dumps(
-        {name: record[name] for name in FIELDS},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    ).encode()
+# Made once: json.dumps with these options builds a new encoder per call, a fifth of the cost.
+_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+_QUOTE = json.encoder.encode_basestring  # how _ENCODE writes a string (ensure_ascii=False)
+# The compact JSON _ENCODE makes of a record with FIELDS, for the usual types (below).
+_TEMPLATE = (
+    '{"action":%s,"actor_id":%s,"actor_kind":%s,"at":%s,"chain":%s,"detail":%s,"ip":%s,'
+    '"prev":%s,"seq":%d,"target_id":%s,"target_type":%s}'
+)
 
 
-def mac(key: bytes, record: dict[str, Any]) -> str:
-    return hmac.new(key, canonical(record), hashlib.sha256).hexdigest()
+def canonical(record: dict[str, Any], *, exact: bool = False) -> bytes:
+    """The bytes a record's MAC covers: its FIELDS as compact JSON with sorted keys.
+
+    Records as appending and the readers make them (every field a string, seq an int,
+    actor_id and ip possibly None, detail a dict) are written straight into _TEMPLATE: a third
+    cheaper than the encoder, and the same bytes (tests/test_hashchain.py compares the two).
+    Anything else goes through the encoder. `exact`: the record holds FIELDS and nothing else.
+    """
+    try:
+        actor, ip, detail, seq = record["actor_id"], record["ip"], record["detail"], record["seq"]
+        if type(seq) is int and type(detail) is dict:
+            text = _TEMPLATE % (
+                _QUOTE(record["action"]),
+                "null" if actor is None else _QUOTE(actor),
+                _QUOTE(record["actor_kind"]),
+                _QUOTE(record["at"]),
+                _QUOTE(record["chain"]),
+                _ENCODE(detail) if detail else "{}",
+                "null" if ip is None else _QUOTE(ip),
+                _QUOTE(record["prev"]),
+                seq,
+                _QUOTE(record["target_id"]),
+                _QUOTE(record["target_type"]),
+            )
+            return text.encode()
+    except TypeError:
+        pass  # a field that is not a string: the encoder decides
+    return _ENCODE(record if exact else {name: record[name] for name in FIELDS}).encode()
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> Any:
+    """HMAC-SHA256 with the key already absorbed; copying it is cheaper than starting anew."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def mac(key: bytes, record: dict[str, Any], *, exact: bool = False) -> str:
+    keyed = _keyed(key).copy()
+    keyed.update(canonical(record, exact=exact))
+    return str(keyed.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -88,42 +128,28 @@ def verify_chain(
     checkpoints = checkpoints or {}
     expected_seq = start.seq + 1 if start else 1
     expected_prev = start.mac if start else GENESIS
-    last: Head | None = start
+    last_seq, last_mac = (start.seq, start.mac) if start else (0, "")
+    same, keyed = hmac.compare_digest, _keyed(key)  # locals: this loop runs a million times
     records = iter(records)
     for record in records:
         seq = int(record["seq"])
-        record_id = record.get("id")
         record_mac = str(record["mac"])
-        if not hmac.compare_digest(mac(key, record), record_mac):
-            return last, Problem("changed", chain, seq, record_id, "its MAC does not match")
-        if seq > expected_seq:
-            # A skipped number that turns up later, authentic, was moved, not deleted: name it.
-            for later in records:
-                later_seq = int(later["seq"])
-                if expected_seq <= later_seq < seq and hmac.compare_digest(
-                    mac(key, later), str(later["mac"])
-                ):
-                    return last, Problem(
-                        "reordered", chain, later_seq, later.get("id"), f"stored after seq {seq}"
-                    )
-            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
-            return last, Problem(
-                "deleted", chain, seq, record_id, f"seq {missing} missing before it"
+        computed = keyed.copy()
+        computed.update(canonical(record))
+        problem = None
+        if not same(computed.hexdigest(), record_mac):
+            problem = Problem("changed", chain, seq, record.get("id"), "its MAC does not match")
+        elif seq != expected_seq or not same(str(record["prev"]), expected_prev):
+            problem = _misplaced(key, chain, record, seq, expected_seq, records)
+        elif (signed := checkpoints.get(seq)) is not None and not same(signed, record_mac):
+            problem = Problem(
+                "rewritten", chain, seq, record.get("id"), "differs from the signed checkpoint"
             )
-        if seq < expected_seq:
-            # Every number below expected_seq was seen already: this one is an extra entry.
-            return last, Problem("inserted", chain, seq, record_id, "a second entry with this seq")
-        if not hmac.compare_digest(str(record["prev"]), expected_prev):
-            return last, Problem(
-                "relinked", chain, seq, record_id, "its previous MAC is not its predecessor's"
-            )
-        signed = checkpoints.get(seq)
-        if signed is not None and not hmac.compare_digest(signed, record_mac):
-            return last, Problem(
-                "rewritten", chain, seq, record_id, "differs from the signed checkpoint"
-            )
-        last = Head(seq, record_mac)
+        if problem is not None:
+            return (Head(last_seq, last_mac) if last_seq else None), problem
+        last_seq, last_mac = seq, record_mac
         expected_seq, expected_prev = seq + 1, record_mac
+    last = Head(last_seq, last_mac) if last_seq else None
     newest = max(checkpoints, default=0)
     if newest > (last.seq if last else 0):
         have = last.seq if last else 0
@@ -135,3 +161,31 @@ def verify_chain(
             f"a signed checkpoint saw seq {newest}; the chain ends at {have}",
         )
     return last, None
+
+
+def _misplaced(
+    key: bytes,
+    chain: str,
+    record: dict[str, Any],
+    seq: int,
+    expected_seq: int,
+    records: Iterator[dict[str, Any]],
+) -> Problem:
+    """Why an authentic record is not the one expected next (`records`: those after it)."""
+    record_id = record.get("id")
+    if seq > expected_seq:
+        # A skipped number that turns up later, authentic, was moved, not deleted: name it.
+        for later in records:
+            later_seq = int(later["seq"])
+            if expected_seq <= later_seq < seq and hmac.compare_digest(
+                mac(key, later), str(later["mac"])
+            ):
+                return Problem(
+                    "reordered", chain, later_seq, later.get("id"), f"stored after seq {seq}"
+                )
+        missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
+        return Problem("deleted", chain, seq, record_id, f"seq {missing} missing before it")
+    if seq < expected_seq:
+        # Every number below expected_seq was seen already: this one is an extra entry.
+        return Problem("inserted", chain, seq, record_id, "a second entry with this seq")
+    return Problem("relinked", chain, seq, record_id, "its previous MAC is not its predecessor's")
