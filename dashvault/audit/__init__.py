@@ -35,6 +35,8 @@ def record(
     for key, value in detail.items():
         if not isinstance(value, _ALLOWED_DETAIL) or "@" in str(value):
             raise ValueError(f"audit detail {key!r} must be an id or enum value")
+        if isinstance(value, uuid.UUID):
+            detail[key] = str(value)
     if actor_kind is None:
         if actor is None:
             actor_kind = "system"
@@ -51,5 +53,5 @@ def record(
         target_type=(target._meta.model_name or "") if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         ip=ip,
-        detail={k: str(v) if isinstance(v, uuid.UUID) else v for k, v in detail.items()},
+        detail=detail,
     )

@@ -52,17 +52,15 @@ class AuditEntry(models.Model):
         return f"{self.id} {self.action}"
 
 
-class AuditChainHead(models.Model):
-    """The newest (seq, mac) of each chain. Appends lock this row (PostgreSQL) so concurrent
-    writers queue instead of forking the chain; SQLite's IMMEDIATE transactions already
-    serialize writers. Not a proof of anything: the signed checkpoints are."""
+class AuditChainLock(models.Model):
+    """One row per chain, locked FOR UPDATE by every append on PostgreSQL so concurrent
+    writers of a chain queue instead of forking it (SQLite's IMMEDIATE transactions already
+    serialize writers, so it has none). The chain's head is its newest entry."""
 
     chain = models.CharField(max_length=36, primary_key=True)
-    seq = models.BigIntegerField(default=0)
-    mac = models.CharField(max_length=64, default="")
 
     def __str__(self) -> str:
-        return f"{self.chain}@{self.seq}"
+        return self.chain
 
 
 class AuditArchive(models.Model):
