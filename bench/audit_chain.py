@@ -10,16 +10,21 @@ synchronous=NORMAL, IMMEDIATE transactions: dashvault's own connection settings)
 DASHVAULT_DATA_DIR is set before django.setup() and `migrate` runs through call_command.
 
 1. Append overhead. The same event (a role change: org, actor, target user, address, one detail)
-   written three ways, one transaction and one commit per event, interleaved in rounds (the
+   written four ways, one transaction and one commit per event, interleaved in rounds (the
    order rotates each round) so machine noise hits every variant alike:
    - chain: `audit.record(...)` as the product calls it (its own atomic block is the
-     transaction): head row read, HMAC, insert, head row update, commit;
-   - reference: the identical AuditEntry row (same fields; a fixed chain/seq/prev/mac filled in
-     without HMAC and without the head row), `save(force_insert=True)` in `transaction.atomic()`;
-   - reference + head row: the reference plus the head-row read and update exactly as
-     `append` does them (ORM, no HMAC), to split the chain's cost into head row and hashing.
+     transaction): the chain's head (its newest entry), HMAC, insert, commit;
+   - reference, the issue's "identical insert without hashing": the same `audit.record(...)`
+     call with `chain.append` swapped for the same function without the HMAC: the same
+     conversions, the head read the same way, the same row numbered and linked the same way,
+     a fixed MAC;
+   - no chain (for information): as the reference, without reading the head either (a fixed
+     seq/prev): what the numbering costs on its own, and the chain against an audit log with
+     no chain at all;
+   - bare ORM insert (for information): the row built by hand from ready values and saved,
+     without audit.record's checks of its arguments (which run with or without a chain).
    Targets: chain time <= 1.10 x reference time, chain >= 1,000 appends/s. Per-call costs of
-   the pieces (HMAC over the canonical bytes, the head-row queries, ...) are measured too, and
+   the pieces (HMAC over the canonical bytes, the head read, ...) are measured too, and
    a small run with synchronous=FULL (an fsync per commit) shows how the ratio moves when the
    commit is durable to the disk.
 2. Verify speed. N entries of one chain (1,000,000; --quick 100,000) are bulk-inserted with
@@ -42,8 +47,10 @@ DASHVAULT_DATA_DIR is set before django.setup() and `migrate` runs through call_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import inspect
@@ -70,7 +77,8 @@ TARGET_APPENDS = 1000.0  # appends/s, commit per event
 TARGET_VERIFY_RATIO = 0.5  # verify speed / bare HMAC loop speed
 TARGET_VERIFY_PER_MILLION = 6.0  # seconds per 1,000,000 entries
 HOUR = 3600.0
-CHAIN, REFERENCE, WITH_HEAD = "chain (audit.record)", "reference insert", "reference + head row"
+CHAIN, REFERENCE = "chain (audit.record)", "reference: no HMAC"
+NO_CHAIN, BARE = "no chain: fixed seq/prev", "bare ORM insert"
 
 ACTIONS = ("user.role", "dashboard.view", "signin", "token.create", "group.create")
 ROLES = ("viewer", "editor", "admin")
@@ -93,6 +101,8 @@ class Variant:
     done: int = 0
     round_walls: list[float] = field(default_factory=list)
 
+    context: Callable[[], Any] = contextlib.nullcontext
+
     @property
     def rate(self) -> float:
         return self.done / self.wall if self.wall else 0.0
@@ -101,8 +111,13 @@ class Variant:
 # --- part 1: append overhead ------------------------------------------------------------------
 
 
+def placed(n: int, plus: int = 0) -> uuid.UUID:
+    """Org ids in a fixed order: n-th sixteenth of the id space (plus a little)."""
+    return uuid.UUID(int=(n << 124) + plus)
+
+
 class AppendBench:
-    """The three variants of one event, each writing its own chain."""
+    """The variants of one event, each writing its own chain."""
 
     def __init__(self) -> None:
         from django.db import transaction
@@ -110,21 +125,28 @@ class AppendBench:
 
         from dashvault import audit
         from dashvault.accounts.models import User
-        from dashvault.audit.models import AuditChainHead, AuditEntry
+        from dashvault.audit import chain as chain_mod
+        from dashvault.audit.models import AuditEntry
         from dashvault.lib import hashchain
 
-        self.transaction, self.timezone = transaction, timezone
-        self.audit, self.AuditEntry, self.AuditChainHead = audit, AuditEntry, AuditChainHead
-        self.org = uuid.uuid4()  # the chain variant's organization (its chain: str(org))
-        self.ref_org, self.head_org = uuid.uuid4(), uuid.uuid4()
+        self.transaction, self.timezone, self.chain_mod = transaction, timezone, chain_mod
+        self.audit, self.AuditEntry = audit, AuditEntry
+        # Each variant's organization (its chain: str(org)), in the same place of the indexes.
+        self.org, self.ref_org, self.head_org, self.bare_org = (placed(n) for n in range(1, 5))
         self.ref_chain, self.head_chain = str(self.ref_org), str(self.head_org)
         self.actor = uuid.uuid4()
         self.target = User(id=uuid.uuid4())  # never saved: audit.record reads its pk and kind
         self.ip = "192.0.2.17"
         self.fixed_prev = hashchain.GENESIS
         self.fixed_mac = "f" * 64
-        self.ref_seq = 0
-        AuditChainHead.objects.create(chain=self.head_chain)
+        self.ref_seq = self.bare_seq = 0
+        self.bare_chain = str(self.bare_org)
+        # Right after each variant's org and chain in the (org, id) and (chain, ...) indexes, an
+        # org with one entry: every variant appends just before a neighbour, as a customer's
+        # org does. With random ids, where a variant's range fell (at the right edge, or before
+        # a range that grows) made its inserts up to 10% cheaper or dearer than another's.
+        for n in range(1, 5):
+            audit.record("bench.fence", org=placed(n, 1))
 
     def chain(self, i: int) -> None:
         self.audit.record(
@@ -135,6 +157,84 @@ class AppendBench:
             ip=self.ip,
             role=ROLES[i % 3],
         )
+
+    def reference(self, i: int) -> None:
+        self.audit.record(
+            "user.role",
+            org=self.ref_org,
+            actor=self.actor,
+            target=self.target,
+            ip=self.ip,
+            role=ROLES[i % 3],
+        )
+
+    def reference_with_head(self, i: int) -> None:
+        self.audit.record(
+            "user.role",
+            org=self.head_org,
+            actor=self.actor,
+            target=self.target,
+            ip=self.ip,
+            role=ROLES[i % 3],
+        )
+
+    @contextlib.contextmanager
+    def chain_off(self, head: bool) -> Iterator[None]:
+        """audit.record calls chain.append by name at each call: swap it for `unchained`."""
+        real = self.chain_mod.append
+        self.chain_mod.append = functools.partial(self.unchained, head)
+        try:
+            yield
+        finally:
+            self.chain_mod.append = real
+
+    def unchained(
+        self,
+        head: bool,
+        *,
+        org_id: object,
+        action: str,
+        actor_kind: str,
+        actor_id: object,
+        target_type: str,
+        target_id: str,
+        ip: str | None,
+        detail: dict[str, Any],
+    ) -> Any:
+        """chain.append, line for line, without the chain: no HMAC; a fixed seq, prev and MAC
+        (`head`: the seq and prev after the chain's head, read as append does)."""
+        m = self.chain_mod
+        org = m._uuid(org_id)
+        actor = m._uuid(actor_id)
+        chain = m.chain_of(org)
+        ip = m._canonical_ip(ip)
+        db = self.transaction.get_connection()
+        with self.transaction.atomic():
+            if head:
+                seq, prev = m._locked_head(db, chain)
+                seq += 1
+            else:
+                self.ref_seq += 1
+                seq, prev = self.ref_seq, self.fixed_prev
+            entry = self.AuditEntry(
+                org_id=org,
+                at=self.timezone.now(),
+                action=action,
+                actor_kind=actor_kind,
+                actor_id=actor,
+                target_type=target_type,
+                target_id=target_id,
+                ip=ip,
+                detail=detail,
+                chain=chain,
+                seq=seq,
+                prev=prev,
+                mac=self.fixed_mac,
+            )
+            entry.save(force_insert=True)
+            if head:
+                m._appended(db, seq)
+        return entry
 
     def row(self, chain: str, org: uuid.UUID, seq: int, i: int) -> Any:
         """The row `append` stores for the same event, with fixed chain fields."""
@@ -154,23 +254,10 @@ class AppendBench:
             mac=self.fixed_mac,
         )
 
-    def reference(self, i: int) -> None:
-        self.ref_seq += 1
+    def bare(self, i: int) -> None:
+        self.bare_seq += 1
         with self.transaction.atomic():
-            self.row(self.ref_chain, self.ref_org, self.ref_seq, i).save(force_insert=True)
-
-    def reference_with_head(self, i: int) -> None:
-        with self.transaction.atomic():
-            # The head-row read and update exactly as chain._locked_head / append do them.
-            head = (
-                self.AuditChainHead.objects.select_for_update()
-                .filter(chain=self.head_chain)
-                .first()
-            )
-            entry = self.row(self.head_chain, self.head_org, head.seq + 1, i)
-            entry.save(force_insert=True)
-            head.seq, head.mac = entry.seq, entry.mac
-            head.save(update_fields=["seq", "mac"])
+            self.row(self.bare_chain, self.bare_org, self.bare_seq, i).save(force_insert=True)
 
 
 def run_rounds(
@@ -185,11 +272,12 @@ def run_rounds(
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for variant in order:
             run = variant.run
-            cpu0, t0 = cpu_clock(), clock()
-            for _ in range(per_round):
-                run(counter)
-                counter += 1
-            wall = clock() - t0
+            with variant.context():
+                cpu0, t0 = cpu_clock(), clock()
+                for _ in range(per_round):
+                    run(counter)
+                    counter += 1
+                wall = clock() - t0
             variant.wall += wall
             variant.cpu += cpu_clock() - cpu0
             variant.done += per_round
@@ -227,22 +315,26 @@ def append_overhead(events: int, rounds: int, max_seconds: float, profile: bool)
     from django.test.utils import CaptureQueriesContext
 
     from dashvault.audit import chain as chain_mod
-    from dashvault.audit.models import AuditChainHead, AuditEntry
+    from dashvault.audit.models import AuditEntry
     from dashvault.lib import hashchain
 
     bench = AppendBench()
     variants = [
         Variant(CHAIN, bench.chain),
-        Variant(REFERENCE, bench.reference),
-        Variant(WITH_HEAD, bench.reference_with_head),
+        Variant(
+            REFERENCE, bench.reference_with_head, context=functools.partial(bench.chain_off, True)
+        ),
+        Variant(NO_CHAIN, bench.reference, context=functools.partial(bench.chain_off, False)),
+        Variant(BARE, bench.bare),
     ]
-    for variant in variants:  # warm-up: first queries, head row of the chain, imports
-        for i in range(50):
-            variant.run(i)
+    for variant in variants:  # warm-up: first queries, the chain's head, imports
+        with variant.context():
+            for i in range(50):
+                variant.run(i)
 
     queries: dict[str, list[str]] = {}
     for variant in variants:
-        with CaptureQueriesContext(connection) as captured:
+        with CaptureQueriesContext(connection) as captured, variant.context():
             variant.run(0)
         queries[variant.name] = [_statement(q["sql"]) for q in captured.captured_queries]
 
@@ -278,39 +370,27 @@ def append_overhead(events: int, rounds: int, max_seconds: float, profile: bool)
         )
     )
     with transaction.atomic():  # no commit inside the loops
+        db = transaction.get_connection()
         pieces.append(
             (
-                "head read: select_for_update().filter().first()",
-                per_call(
-                    lambda: AuditChainHead.objects.select_for_update().filter(chain=name).first(),
-                    1000,
-                ),
+                "head read as append does (raw sqlite3)",
+                per_call(lambda: chain_mod._locked_head(db, name), 2000),
                 "chain",
             )
         )
-        head = AuditChainHead.objects.get(chain=name)
         pieces.append(
             (
-                "head update: save(update_fields=[seq, mac])",
-                per_call(lambda: head.save(update_fields=["seq", "mac"]), 1000),
-                "chain",
+                "(comparison) the same read through Django's cursor: chain.head()",
+                per_call(lambda: chain_mod.head(name), 1000),
+                "-",
             )
-        )
-
-        def raw_head() -> object:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT seq, mac FROM audit_auditchainhead WHERE chain = %s", [name])
-                return cursor.fetchone()
-
-        pieces.append(
-            ("(comparison) same head read as one raw SQL query", per_call(raw_head, 1000), "-")
         )
         counter = itertools.count(10_000_000)
         pieces.append(
             (
                 "entry insert: save(force_insert=True), no commit",
                 per_call(
-                    lambda: bench.row(bench.ref_chain, bench.ref_org, next(counter), 0).save(
+                    lambda: bench.row(bench.bare_chain, bench.bare_org, next(counter), 0).save(
                         force_insert=True
                     ),
                     1000,
@@ -318,7 +398,7 @@ def append_overhead(events: int, rounds: int, max_seconds: float, profile: bool)
                 "both",
             )
         )
-        transaction.set_rollback(True)  # leave neither these rows nor the head change
+        transaction.set_rollback(True)  # leave none of these rows
 
     def empty_transaction() -> None:
         with transaction.atomic():
@@ -331,7 +411,9 @@ def append_overhead(events: int, rounds: int, max_seconds: float, profile: bool)
     # The same comparison with an fsync per commit (synchronous=FULL), briefly.
     full = [
         Variant(CHAIN, bench.chain),
-        Variant(REFERENCE, bench.reference),
+        Variant(
+            REFERENCE, bench.reference_with_head, context=functools.partial(bench.chain_off, True)
+        ),
     ]
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA synchronous=FULL")
@@ -458,14 +540,6 @@ def bulk_insert_chain(db_path: Path, rows: Iterator[tuple[Any, ...]]) -> int:
             "target_type, target_id, ip, detail, chain, seq, prev, mac) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
-        )
-        seq, mac = chain_rows.head  # type: ignore[attr-defined]
-        chain = con.execute(
-            "SELECT chain FROM audit_auditentry ORDER BY id DESC LIMIT 1"
-        ).fetchone()[0]
-        con.execute(
-            "INSERT OR REPLACE INTO audit_auditchainhead (chain, seq, mac) VALUES (?, ?, ?)",
-            (chain, seq, mac),
         )
         con.execute("COMMIT")
         con.execute("PRAGMA journal_mode=WAL")  # as dashvault runs it
@@ -740,8 +814,9 @@ def report(
     big_checkpoint: float,
 ) -> int:
     v = appended.variants
-    chain, ref, head = v[CHAIN], v[REFERENCE], v[WITH_HEAD]
-    per_ref, per_head, per_chain = (x.wall / x.done for x in (ref, head, chain))
+    chain, ref, bare = v[CHAIN], v[REFERENCE], v[BARE]
+    nochain = v[NO_CHAIN]
+    per_ref, per_nochain, per_chain = (x.wall / x.done for x in (ref, nochain, chain))
     print(
         f"\n-- 1. append, one transaction and commit per event: {appended.rounds} interleaved "
         f"rounds of {appended.per_round:,} events per variant --"
@@ -768,18 +843,18 @@ def report(
                 f"{x.wall / ref.wall:.2f}",
                 ", ".join(appended.queries[x.name]),
             )
-            for x in (chain, ref, head)
+            for x in (chain, ref, nochain, bare)
         ],
     )
     round_ratios = [a / b for a, b in zip(chain.round_walls, ref.round_walls, strict=True)]
     fchain, fref = appended.full_sync[CHAIN], appended.full_sync[REFERENCE]
     print(
-        f"per event: reference {us(per_ref)}; the head row (read + update) adds "
-        f"{us(per_head - per_ref)} ({(per_head - per_ref) / per_ref:+.0%}); HMAC and the rest "
-        f"of audit.record add {us(per_chain - per_head)} ({(per_chain - per_head) / per_ref:+.0%})"
+        f"per event: no chain {us(per_nochain)}; reading the head adds "
+        f"{us(per_ref - per_nochain)} ({(per_ref - per_nochain) / per_nochain:+.0%}); the HMAC "
+        f"adds {us(per_chain - per_ref)} ({(per_chain - per_ref) / per_ref:+.0%})"
     )
     print(
-        f"chain / (reference + head row): {chain.wall / head.wall:.2f}; per-round chain/"
+        f"chain / no chain: {chain.wall / nochain.wall:.2f}; per-round chain/"
         f"reference {min(round_ratios):.2f}-{max(round_ratios):.2f} (median "
         f"{statistics.median(round_ratios):.2f}); on CPU time alone: chain "
         f"{fmt_rate(chain.done / chain.cpu)}, reference {fmt_rate(ref.done / ref.cpu)}"
@@ -957,8 +1032,11 @@ def report(
         + ("" if appended.complete else " (time budget reached)")
         + "; audit.record runs in autocommit mode, its own atomic block is the transaction; "
         "every 10,000th append of the chain writes a checkpoint on commit, inside the timed run",
-        "reference: the same AuditEntry row (fixed chain/seq/prev/mac) saved with "
-        "save(force_insert=True) in transaction.atomic(); no HMAC, no head row",
+        "reference: the same audit.record call and AuditEntry row, the head read and the row "
+        "numbered and linked as chain.append does, without the HMAC (a fixed MAC); against no "
+        f"chain at all (fixed seq/prev, no head read) the chain takes "
+        f"{chain.wall / nochain.wall:.2f}x, against the bare ORM insert "
+        f"{chain.wall / bare.wall:.2f}x",
         "the machine is shared (other test suites run on its 2 CPUs): wall times move "
         "between runs; CPU/event is shown next to them",
         *verified.problems[:5],
