@@ -744,6 +744,14 @@ def test_eight_threads_appending_at_once_on_sqlite_make_one_unbroken_chain_per_o
         assert seqs == list(range(1, len(seqs) + 1))  # numbered in the order of the ids
 
 
+def run_in_org_a(data: Path, script: str) -> Any:
+    """`script` through `dashvault shell` on a new data directory holding "Org A" (its chain
+    at seq 2: org.create, user.create); returns the JSON of the script's last line."""
+    dashvault(data, "migrate", "--no-input", "--verbosity", "0")
+    dashvault(data, "createorg", "Org A", "--admin-email", "admin@a.example")
+    return json.loads(dashvault(data, "shell", "-c", script).stdout.strip().splitlines()[-1])
+
+
 # One process on a real data directory: a rolled-back append and another connection's commit
 # between this connection's appends leave one unbroken chain.
 ROLLBACK_AND_OTHER_WRITER = """
@@ -777,10 +785,8 @@ def test_rollbacks_and_other_writers_between_appends_leave_one_chain_on_sqlite(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    dashvault(data, "migrate", "--no-input", "--verbosity", "0")
-    dashvault(data, "createorg", "Org A", "--admin-email", "admin@a.example")  # seq 1, 2
-    out = dashvault(data, "shell", "-c", ROLLBACK_AND_OTHER_WRITER).stdout.strip().splitlines()[-1]
-    assert json.loads(out) == [3, 4, -5, 5, 6, 7]
+    out = run_in_org_a(data, ROLLBACK_AND_OTHER_WRITER)
+    assert out == [3, 4, -5, 5, 6, 7]
     verified = dashvault(data, "audit", "verify", check=False)
     assert verified.returncode == 0, verified.stderr
     assert "ok, 7 entries" in verified.stdout
@@ -832,10 +838,7 @@ print(json.dumps(out))
 def test_a_long_chain_is_verified_in_two_processes_and_problems_named_in_one_pass(
     tmp_path: Path,
 ) -> None:
-    data = tmp_path / "data"
-    dashvault(data, "migrate", "--no-input", "--verbosity", "0")
-    dashvault(data, "createorg", "Org A", "--admin-email", "admin@a.example")  # seq 1, 2
-    out = json.loads(dashvault(data, "shell", "-c", HALVES).stdout.strip().splitlines()[-1])
+    out = run_in_org_a(tmp_path / "data", HALVES)
     assert out["halves"] is not None and len(out["halves"]) == 2
     assert out["clean"] == [42, [], True]  # the two halves joined: no second pass
     length, problems, joined = out["changed"]
