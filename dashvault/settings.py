@@ -66,7 +66,7 @@ AUDIT_ARCHIVE_RETENTION_DAYS = envint("AUDIT_ARCHIVE_RETENTION_DAYS", 0, minimum
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))
 # Networks outbound requests (connectors) may reach although not public: an operator's own
-# services inside the network. Empty: public addresses only (dashvault/lib/outbound.py).
+# services inside the network. Empty: public addresses only (dashvault/lib/http.py).
 OUTBOUND_ALLOWED_NETWORKS = parse_networks(envlist("OUTBOUND_ALLOWED_NETWORKS"))
 TLS_CERT = envstr("TLS_CERT")  # PEM files; embedded mode generates a self-signed pair
 TLS_KEY = envstr("TLS_KEY")

@@ -1,4 +1,4 @@
-"""dashvault.lib.outbound against real servers on loopback (the client itself is not mocked).
+"""dashvault.lib.http against real servers on loopback (the client itself is not mocked).
 
 Each test starts its own small threaded server (HTTPS with a certificate from a throwaway
 `trustme` CA, or plain HTTP) whose answer per path is a Python callable; the server records
@@ -38,7 +38,7 @@ import pytest
 import trustme
 
 from dashvault.lib.clientip import parse_networks
-from dashvault.lib.outbound import (
+from dashvault.lib.http import (
     OutboundError,
     Policy,
     check_address,
