@@ -68,6 +68,9 @@ TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))
 # Networks outbound requests (connectors) may reach although not public: an operator's own
 # services inside the network. Empty: public addresses only (dashvault/lib/http.py).
 OUTBOUND_ALLOWED_NETWORKS = parse_networks(envlist("OUTBOUND_ALLOWED_NETWORKS"))
+# Background jobs (dashvault/jobs/queue.py): run each task at once in the caller instead of
+# queueing it (tests; never in production).
+JOBS_IMMEDIATE = envbool("JOBS_IMMEDIATE", False)
 TLS_CERT = envstr("TLS_CERT")  # PEM files; embedded mode generates a self-signed pair
 TLS_KEY = envstr("TLS_KEY")
 HTTP_THREADS = envint("HTTP_THREADS", 8, minimum=1)  # WSGI worker threads per process
@@ -94,6 +97,8 @@ INSTALLED_APPS = [
     "dashvault.kiosk",
     "dashvault.sso",
     "dashvault.grants",
+    "dashvault.integrations",
+    "dashvault.jobs",
     "dashvault.audit",
     "dashvault.server",
     "dashvault.live",

@@ -27,3 +27,6 @@ WHITENOISE_AUTOREFRESH = True
 # Requests served in worker threads (the ASGI router's WSGI pool) must not keep connections
 # open after the test: PostgreSQL could not drop the test database.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# Jobs run at once in the caller: a test sees a queued sync's effect right after the commit.
+JOBS_IMMEDIATE = True

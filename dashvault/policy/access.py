@@ -17,6 +17,7 @@ from django.http import Http404
 
 from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
+from dashvault.integrations.models import Integration
 from dashvault.kiosk.models import KioskLink
 from dashvault.metrics.models import METRIC_KEY_PATTERN, Metric
 from dashvault.orgs.models import Group
@@ -99,6 +100,18 @@ def access_claim_mapping(principal: Principal, mapping_id: object) -> ClaimMappi
     try:
         return ClaimMapping.objects.get(org=principal.org, id=_uuid(mapping_id))
     except ClaimMapping.DoesNotExist:
+        raise Http404 from None
+
+
+def access_integration(principal: Principal, integration_id: object) -> Integration:
+    """An integration of the principal's org, for an org admin (403 for other roles; another
+    org's or an unknown id is a 404)."""
+    require_org_admin(principal)
+    try:
+        return Integration.objects.select_related("metric").get(
+            org=principal.org, id=_uuid(integration_id)
+        )
+    except Integration.DoesNotExist:
         raise Http404 from None
 
 

@@ -1,0 +1,1 @@
+"""Integrations: scheduled connectors that pull other services' records into metrics."""

@@ -1,0 +1,1 @@
+"""Background and periodic jobs (huey): the queue, and running its consumer."""
