@@ -9,6 +9,7 @@ from dashvault.api.views import api
 from dashvault.audit import views as audit_views
 from dashvault.dashboards import views as dashboards
 from dashvault.grants import views as grants
+from dashvault.integrations import views as integrations
 from dashvault.kiosk import views as kiosk
 from dashvault.orgs import views as orgs
 from dashvault.server import views as server
@@ -108,6 +109,23 @@ urlpatterns = [
     # Any token shape reaches the view, so every guess counts against the guessing address.
     re_path(r"^kiosk/(?P<token>[^/]{1,200})/?$", kiosk.kiosk_tv, name="kiosk_tv"),
     path("org/audit/", audit_views.org_audit, name="org_audit"),
+    path("org/integrations/", integrations.integration_list, name="integration_list"),
+    path("org/integrations/new/", integrations.integration_new, name="integration_new"),
+    path(
+        "org/integrations/<uuid:integration_id>/",
+        integrations.integration_edit,
+        name="integration_edit",
+    ),
+    path(
+        "org/integrations/<uuid:integration_id>/sync/",
+        integrations.integration_sync,
+        name="integration_sync",
+    ),
+    path(
+        "org/integrations/<uuid:integration_id>/delete/",
+        integrations.integration_delete,
+        name="integration_delete",
+    ),
     path("staff/", server.staff_home, name="staff_home"),
     path("staff/audit/", audit_views.platform_audit, name="platform_audit"),
     path("staff/orgs/<uuid:org_id>/access/", grants.grant_open, name="grant_open"),
@@ -126,6 +144,11 @@ urlpatterns = [
     path("org/access/approval/", grants.grant_approval_setting, name="grant_approval_setting"),
     path("org/access/<uuid:grant_id>/<str:decision>/", grants.grant_decide, name="grant_decide"),
     path("staff/orgs/<uuid:org_id>/networks/", orgs.org_networks, name="org_networks"),
+    path(
+        "staff/orgs/<uuid:org_id>/integrations/",
+        integrations.staff_integrations,
+        name="staff_integrations",
+    ),
     path("api/v1/", api.urls),
     re_path(r"^api/", api_not_found),  # API clients get JSON, not the HTML 404 page
 ]

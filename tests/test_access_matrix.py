@@ -12,7 +12,10 @@ from dashvault.accounts.models import User
 from dashvault.dashboards.models import Dashboard, Widget
 from dashvault.grants.actions import do_open_grant
 from dashvault.grants.models import AccessGrant
+from dashvault.integrations.actions import do_create_integration
+from dashvault.integrations.models import Integration
 from dashvault.kiosk.actions import do_create_kiosk_link
+from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Organization
 from dashvault.sso.models import ClaimMapping, IdentityProvider
 from tests.conftest import make_client
@@ -609,3 +612,172 @@ class TestGrantDeny(GrantDecisionChecks):
 
 class TestGrantEnd(GrantDecisionChecks):
     decision, before, after = "end", "active", "ended"
+
+
+# --- integrations (org admins) and the plain-HTTP exception (platform staff) -----------------
+
+
+class IntegrationEndpointChecks(EndpointChecks):
+    """Org A has an integration "Deals of Org A" feeding its metric "Revenue of Org A": another
+    org's admin must see neither."""
+
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+    @pytest.fixture
+    def world(self, admin_a, editor_a, viewer_a, admin_b, dashboards_a, staff):
+        metric = Metric.objects.create(org=admin_a.org, key="revenue_a", name="Revenue of Org A")
+        integration = do_create_integration(
+            admin_a.org,
+            acting=admin_a,
+            ip=None,
+            name="Deals of Org A",
+            kind="rest",
+            metric=metric,
+            config={"url": "https://crm.example/deals", "mapping": {"value": "v"}},
+            secret="",
+        )
+        users = {
+            "admin": admin_a,
+            "editor": editor_a,
+            "viewer": viewer_a,
+            "other": admin_b,
+            "staff": staff,
+        }
+        return users, {"integration": integration, "metric": metric}
+
+    def call(self, client: Any, url: str, method: str | None = None) -> Any:
+        if (method or self.method) != "post" or not self.data:
+            return super().call(client, url, method)
+        # The form names org A's metric (another org's form has no such choice: 400).
+        metric = Metric.objects.get(key="revenue_a")
+        return client.post(url, {**self.data, "metric": str(metric.pk)})
+
+
+INTEGRATION_FORM = {
+    "name": "Deals",
+    "every_minutes": "15",
+    "url": "https://crm.example/deals",
+    "pagination": "none",
+    "auth": "none",
+    "map_timestamp": "closed",
+    "map_value": "amount",
+    "enabled": "on",
+}
+
+
+class TestIntegrationList(IntegrationEndpointChecks):
+    url_name = "integration_list"
+    wrong_method = "post"
+
+    def test_it_hides_other_orgs_objects_with_404(self, world):
+        super().test_it_hides_other_orgs_objects_with_404(world)
+        users, objects = world
+        content = make_client(users["other"]).get(self.url(objects)).content.decode()
+        assert "Deals of Org A" not in content and "Revenue of Org A" not in content
+
+
+class TestIntegrationNew(IntegrationEndpointChecks):
+    url_name = "integration_new"
+
+
+class TestIntegrationCreate(IntegrationEndpointChecks):
+    url_name = "integration_new"
+    method, wrong_method = "post", "put"
+    data = INTEGRATION_FORM
+    ok_status = (302,)
+
+
+class TestIntegrationEdit(IntegrationEndpointChecks):
+    url_name = "integration_edit"
+    obj, kwarg = "integration", "integration_id"
+
+
+class TestIntegrationUpdate(IntegrationEndpointChecks):
+    url_name = "integration_edit"
+    obj, kwarg = "integration", "integration_id"
+    method, wrong_method = "post", "put"
+    data = INTEGRATION_FORM
+    ok_status = (302,)
+
+    def test_it_leaves_other_orgs_integrations_alone(self, world):
+        users, objects = world
+        self.call(make_client(users["other"]), self.url(objects))
+        assert Integration.objects.get(pk=objects["integration"].pk).name == "Deals of Org A"
+
+
+class TestIntegrationSync(IntegrationEndpointChecks):
+    url_name = "integration_sync"
+    obj, kwarg = "integration", "integration_id"
+    method, wrong_method = "post", "get"
+    ok_status = (302,)
+
+
+class TestIntegrationDeleteConfirm(IntegrationEndpointChecks):
+    url_name = "integration_delete"
+    obj, kwarg = "integration", "integration_id"
+    wrong_method = "put"
+
+
+class TestIntegrationDelete(IntegrationEndpointChecks):
+    url_name = "integration_delete"
+    obj, kwarg = "integration", "integration_id"
+    method, wrong_method = "post", "put"
+    ok_status = (302,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        # Every allowed call deletes: each gets its own integration of org A.
+        kept = objects["integration"]
+        doomed = Integration.objects.create(
+            org=kept.org, name="Doomed of Org A", kind="rest", metric=kept.metric, config={}
+        )
+        return reverse(self.url_name, kwargs={self.kwarg: doomed.pk})
+
+    def test_it_leaves_other_orgs_integrations_alone(self, world):
+        users, objects = world
+        make_client(users["other"]).post(self.url(objects))
+        assert Integration.objects.filter(name="Doomed of Org A").exists()
+
+
+class TestStaffIntegrations:
+    """The staff page turns the check around: staff in, everyone else 404."""
+
+    @pytest.fixture
+    def integration(self, admin_a):
+        metric = Metric.objects.create(org=admin_a.org, key="revenue_a", name="Revenue of Org A")
+        return Integration.objects.create(
+            org=admin_a.org, name="Deals of Org A", kind="rest", metric=metric, config={}
+        )
+
+    def url(self, integration: Integration) -> str:
+        return reverse("staff_integrations", kwargs={"org_id": integration.org_id})
+
+    def test_it_serves_staff(self, staff, integration):
+        response = make_client(staff).get(self.url(integration))
+        assert response.status_code == 200
+        assert b"Deals of Org A" in response.content
+
+    def test_it_sets_the_exception_for_staff(self, staff, integration):
+        data = {"integration": str(integration.pk), "allow": "on", "ticket": "SUP-1"}
+        assert make_client(staff).post(self.url(integration), data).status_code == 302
+        assert Integration.objects.get(pk=integration.pk).allow_http
+
+    def test_it_hides_itself_from_org_members(self, admin_a, editor_a, viewer_a, integration):
+        data = {"integration": str(integration.pk), "allow": "on", "ticket": "SUP-1"}
+        for user in (admin_a, editor_a, viewer_a):
+            client = make_client(user)
+            assert client.get(self.url(integration)).status_code == 404
+            assert client.post(self.url(integration), data).status_code == 404
+        assert not Integration.objects.get(pk=integration.pk).allow_http
+
+    def test_it_answers_404_for_an_unknown_org(self, staff, db):
+        url = reverse(
+            "staff_integrations", kwargs={"org_id": "0" * 8 + "-0000-0000-0000-" + "0" * 12}
+        )
+        assert make_client(staff).get(url).status_code == 404
+
+    def test_it_sends_anonymous_visitors_to_sign_in(self, integration):
+        response = make_client().get(self.url(integration))
+        assert response.status_code == 302 and response["Location"].startswith(SIGN_IN)
+
+    def test_it_refuses_a_wrong_method_with_405(self, staff, integration):
+        assert make_client(staff).put(self.url(integration)).status_code == 405

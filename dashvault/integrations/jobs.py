@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 from huey import crontab
 
@@ -33,11 +34,12 @@ def sync_integration(integration_id: str, full: bool = False) -> None:
 
 @huey.periodic_task(crontab(minute="*"))
 def queue_due_syncs() -> int:
-    """Queue every enabled integration whose next run is due; returns how many."""
+    """Queue every enabled integration whose next run is due (and not running, or whose run
+    crashed: its claim expired); returns how many."""
     now = timezone.now()
+    unclaimed = Q(running_since__isnull=True) | Q(running_since__lt=now - sync.CLAIM_EXPIRES)
     due = list(
-        Integration.objects.filter(enabled=True, running_since__isnull=True)
-        .filter(next_run_at__lte=now)
+        Integration.objects.filter(unclaimed, enabled=True, next_run_at__lte=now)
         .values_list("pk", "every_minutes")
         .order_by("next_run_at")[:1000]
     )

@@ -1,7 +1,8 @@
 """Records to data points: the integration's field mapping applied to each record.
 
 mapping: `timestamp`, `value`, optional `dimension` and `id` (the external id that makes a
-re-synced record replace its earlier point), each a dotted path into the record. A record
+re-synced record replace its earlier point), each a dotted path into the record; `decimal`:
+"," where numbers are written with a decimal comma (many CSV files). A record
 without a value (null or empty: a deal without an amount) is skipped and counted; a value or
 time that cannot be read stops the sync with the record's number, so nothing is half-stored.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +34,8 @@ def points(records: Iterable[dict[str, Any]], mapping: dict[str, str], metric_ke
         if raw_value is None or raw_value == "":
             skipped += 1
             continue
-        value = _number(raw_value, number, mapping.get("value", ""))
+        decimal = "," if mapping.get("decimal") == "," else "."
+        value = _number(raw_value, number, mapping.get("value", ""), decimal)
         ts = _time(dig(record, mapping.get("timestamp", "")), number, mapping.get("timestamp", ""))
         dimension = dig(record, mapping["dimension"]) if mapping.get("dimension") else ""
         external = dig(record, mapping["id"]) if mapping.get("id") else None
@@ -48,11 +51,27 @@ def points(records: Iterable[dict[str, Any]], mapping: dict[str, str], metric_ke
     return Mapped(out, skipped)
 
 
-def _number(raw: Any, number: int, field: str) -> float:
+THOUSANDS = {
+    ".": re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$"),
+    ",": re.compile(r"^[-+]?\d{1,3}(\.\d{3})+(,\d+)?$"),
+}
+
+
+def _number(raw: Any, number: int, field: str, decimal: str = ".") -> float:
+    """A number, or a numeric string: "1234.5", "1,234.5" (or with `decimal` ",": "1234,5",
+    "1.234,5"). Anything else is an error, not a guess: "12,5" with the point as decimal
+    mark could be twelve and a half or a hundred and twenty-five."""
     if isinstance(raw, bool):
         raise SyncError(f"Record {number}: {field!r} is not a number.")
+    if isinstance(raw, str):
+        text = raw.strip().replace(" ", "")
+        if THOUSANDS[decimal].match(text):
+            text = text.replace("," if decimal == "." else ".", "")
+        if decimal == ",":
+            text = text.replace(",", ".") if "." not in text else text
+        raw = text
     try:
-        value = float(str(raw).replace(",", "") if isinstance(raw, str) else raw)
+        value = float(raw)
     except (TypeError, ValueError):
         raise SyncError(f"Record {number}: {field!r} is not a number.") from None
     if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:

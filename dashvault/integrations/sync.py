@@ -44,7 +44,8 @@ def seal_credential(integration: Integration, secret: str) -> bytes:
     )
 
 
-def _secret(integration: Integration) -> str:
+def stored_secret(integration: Integration) -> str:
+    """The integration's credential, opened: only for a sync or a connection test."""
     if not integration.credential:
         return ""
     return decrypt_field(
@@ -111,7 +112,9 @@ def run(
 
 def _sync(integration: Integration, full: bool, sleep: Callable[[float], None] | None) -> int:
     policy = policy_for(allow_http=integration.allow_http, ca_pem=integration.ca_pem)
-    session = session_for(integration.kind, integration.config, _secret(integration), policy, sleep)
+    session = session_for(
+        integration.kind, integration.config, stored_secret(integration), policy, sleep
+    )
     session.state = "" if full else integration.state
     connector = for_kind(integration.kind)
     records = [r for page in connector.fetch(session, session.config, full) for r in page]

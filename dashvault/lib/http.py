@@ -118,9 +118,13 @@ def request(
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    secret_headers: tuple[str, ...] = (),
 ) -> Response:
-    """One request with the module's rules; follows redirects (GET after 303), retries."""
+    """One request with the module's rules; follows redirects (GET after 303), retries.
+    `secret_headers` names more headers that hold credentials (an API key header): like
+    Authorization and Cookie, they are not sent on to another origin after a redirect."""
     headers = dict(headers or {})
+    secret = CREDENTIAL_HEADERS + tuple(name.lower() for name in secret_headers)
     for _ in range(policy.max_redirects + 1):
         response = _with_retries(method, url, policy, headers, body, sleep)
         if response.status not in REDIRECTS or "location" not in response.headers:
@@ -129,16 +133,17 @@ def request(
             target = urljoin(url, response.headers["location"])
         except ValueError as exc:
             raise OutboundError("not_https", "A redirect to an invalid address.") from exc
-        if _origin(target) != _origin(url):
+        if origin(target) != origin(url):
             # As browsers, requests and curl do: credentials stay with the host given them.
-            headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+            headers = {k: v for k, v in headers.items() if k.lower() not in secret}
         url = target
         if response.status == 303:
             method, body = "GET", None
     raise OutboundError("too_many_redirects", "Too many redirects.")
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: where credentials may go."""
     parts = urlsplit(url)
     try:
         port = parts.port
@@ -254,7 +259,12 @@ def _pool(
         return urllib3.HTTPConnectionPool(str(address), port, timeout=timeout, maxsize=1)
     context = ssl.create_default_context()
     if policy.ca_pem:
-        context.load_verify_locations(cadata=policy.ca_pem)
+        try:
+            context.load_verify_locations(cadata=policy.ca_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise OutboundError(
+                "tls", "The CA certificate is not a valid PEM certificate."
+            ) from exc
     return urllib3.HTTPSConnectionPool(
         str(address),
         port,

@@ -1,9 +1,10 @@
 """Connectors: each turns another service's records into dicts, page by page.
 
-A connector is a module with `fetch(session, config, state, full) -> Iterator[list[dict]]`: it
-asks `session` (connectors.session.Session: the SSRF-safe client with the integration's
-authentication) for pages and yields each page's records; it sets `session.state` to the
-cursor the next incremental run starts from. `mapping.points` turns records into data points.
+A connector is a module with `fetch(session, config, full) -> Iterator[list[dict]]`: it asks
+`session` (connectors.session.Session: the SSRF-safe client with the integration's
+authentication) for pages and yields each page's records, and sets `session.state` to the
+cursor the next incremental run starts from. It may have `session_config(config)` (how the
+service authenticates) and DEFAULT_MAPPING. `mapping.points` turns records into data points.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ PROPERTIES = ["amount", "closedate", "dealstage", "pipeline", "hubspot_owner_id"
 
 def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list[dict[str, Any]]]:
     url = str(config.get("url") or BASE).rstrip("/") + "/crm/v3/objects/deals/search"
-    properties = sorted(set(PROPERTIES) | set(config.get("properties") or []))
+    mapped = [str(path).split(".")[0] for path in (config.get("mapping") or {}).values() if path]
+    wanted = set(PROPERTIES) | set(config.get("properties") or []) | set(mapped) - {"id"}
+    properties = sorted(wanted - {"hs_lastmodifieddate"})
     properties.append("hs_lastmodifieddate")
     body: dict[str, Any] = {
         "limit": 100,

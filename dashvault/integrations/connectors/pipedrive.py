@@ -49,4 +49,5 @@ def session_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "auth": "header", "header_name": "x-api-token"}
 
 
-DEFAULT_MAPPING = {"timestamp": "close_time", "value": "value", "dimension": "status", "id": "id"}
+# add_time: every deal has one (close_time is empty on open deals).
+DEFAULT_MAPPING = {"timestamp": "add_time", "value": "value", "dimension": "status", "id": "id"}

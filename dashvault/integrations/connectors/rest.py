@@ -39,7 +39,7 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
         if since_field:
             for record in records:
                 value = dig(record, str(since_field))
-                if value is not None and str(value) > newest:
+                if value is not None and _later(str(value), newest):
                     newest = str(value)
         yield records
         if pagination == "next_link":
@@ -63,3 +63,13 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
         raise SyncError(f"More than {MAX_PAGES} pages: stopped.")
     if since_field:
         session.state = newest
+
+
+def _later(value: str, than: str) -> bool:
+    """Numbers as numbers (10 after 9), anything else (ISO times) as text."""
+    if not than:
+        return True
+    try:
+        return float(value) > float(than)
+    except ValueError:
+        return value > than

@@ -57,9 +57,14 @@ class Session:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> http.Response:
-        send = {"Accept": "application/json", **(headers or {}), **self._auth_headers()}
+        # The credential goes only to the service's own origin: a next-page link elsewhere is
+        # fetched without it (and lib.http drops it on a redirect elsewhere).
+        own = http.origin(url) == http.origin(str(self.config.get("url", "")))
+        send = {"Accept": "application/json", **(headers or {})}
+        if own:
+            send.update(self._auth_headers())
         response = self._send(method, url, body, send)
-        if response.status == 401 and self.config.get("auth") == "oauth2":
+        if own and response.status == 401 and self.config.get("auth") == "oauth2":
             self._token = ""  # expired or revoked: one new token, one more try
             send.update(self._auth_headers())
             response = self._send(method, url, body, send)
@@ -75,11 +80,12 @@ class Session:
     def _send(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]
     ) -> http.Response:
+        extra: dict[str, Any] = {} if self.sleep is None else {"sleep": self.sleep}
+        if self.config.get("auth") == "header":
+            extra["secret_headers"] = (str(self.config.get("header_name") or "X-API-Key"),)
         try:
-            if self.sleep is None:
-                return http.request(method, url, policy=self.policy, headers=headers, body=body)
             return http.request(
-                method, url, policy=self.policy, headers=headers, body=body, sleep=self.sleep
+                method, url, policy=self.policy, headers=headers, body=body, **extra
             )
         except http.OutboundError as exc:
             raise SyncError(str(exc)) from exc

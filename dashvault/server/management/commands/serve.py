@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashvault.audit import checkpoints
+from dashvault.jobs import queue
 from dashvault.lib.crypto import KeyringError
 from dashvault.orgs.keys import keyring
 from dashvault.server.run import serve
@@ -46,4 +47,11 @@ class Command(BaseCommand):
             raise CommandError(f"Audit checkpoints: {exc}") from None
         call_command("collectstatic", interactive=False, verbosity=0)
         checkpoints.start_hourly()
-        serve(options["host"], options["port"], options["redirect_port"] or None)
+        # Embedded mode runs the background jobs (integration syncs) in this process; in
+        # scale-out mode `dashvault worker` processes do.
+        if not settings.REDIS_URL:
+            queue.start_in_process()
+        try:
+            serve(options["host"], options["port"], options["redirect_port"] or None)
+        finally:
+            queue.stop_in_process()
