@@ -781,3 +781,165 @@ class TestStaffIntegrations:
 
     def test_it_refuses_a_wrong_method_with_405(self, staff, integration):
         assert make_client(staff).put(self.url(integration)).status_code == 405
+
+
+# --- the API's integration routes (org API tokens with the "integrations" scope) -------------
+
+MATRIX_SECRETS = ("matrix-S3cret-of-Org-A", "matrix-New-secret-of-Org-A")
+
+
+class ApiEndpointChecks:
+    """Mixin for an /api/v1/ route: a token of org A with the scope (the happy path), a token
+    of another org with it (404 for org A's objects), a token of org A without it (403), no
+    or an unknown token (401), a wrong method (405); no answer carries a credential."""
+
+    path: ClassVar[str]  # under /api/v1; "{id}" names org A's integration
+    method: ClassVar[str] = "get"
+    wrong_method: ClassVar[str] = "put"
+    ok_status: ClassVar[tuple[int, ...]] = (200,)
+    body: ClassVar[dict[str, Any] | None] = None
+
+    @pytest.fixture
+    def world(self, admin_a, admin_b):
+        from dashvault.api.actions import do_create_token
+
+        metric = Metric.objects.create(org=admin_a.org, key="revenue_a", name="Revenue of Org A")
+        integration = do_create_integration(
+            admin_a.org,
+            acting=admin_a,
+            ip=None,
+            name="Deals of Org A",
+            kind="rest",
+            metric=metric,
+            config={
+                "url": "https://crm.example/deals",
+                "auth": "bearer",
+                "mapping": {"timestamp": "t", "value": "v"},
+            },
+            secret=MATRIX_SECRETS[0],
+        )
+        tokens = {
+            "own": do_create_token(
+                admin_a.org, "a", ["integrations"], expires_at=None, acting=None
+            ),
+            "other": do_create_token(
+                admin_b.org, "b", ["integrations"], expires_at=None, acting=None
+            ),
+            "unscoped": do_create_token(
+                admin_a.org, "a2", ["push", "read"], expires_at=None, acting=None
+            ),
+        }
+        return {name: secret for name, (_, secret) in tokens.items()}, {"integration": integration}
+
+    def url(self, objects: dict[str, Any]) -> str:
+        return "/api/v1" + self.path.format(id=objects["integration"].pk)
+
+    def call(self, token: str | None, url: str, method: str | None = None) -> Any:
+        import json
+
+        from tests.conftest import SecureClient
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = SecureClient(headers=headers)
+        method = method or self.method
+        if self.body is None or method != self.method:
+            return client.generic(method.upper(), url)
+        return client.generic(
+            method.upper(), url, json.dumps(self.body), content_type="application/json"
+        )
+
+    def assert_no_credential(self, response: Any) -> None:
+        content = response.content.decode()
+        for secret in MATRIX_SECRETS:
+            assert secret not in content
+
+    def test_it_answers_a_token_with_the_scope(self, world):
+        tokens, objects = world
+        response = self.call(tokens["own"], self.url(objects))
+        assert response.status_code in self.ok_status, response.content
+        self.assert_no_credential(response)
+
+    def test_it_refuses_a_token_without_the_scope_with_403(self, world):
+        tokens, objects = world
+        response = self.call(tokens["unscoped"], self.url(objects))
+        assert response.status_code == 403
+        assert "integrations" in response.json()["detail"]
+        self.assert_no_credential(response)
+
+    def test_it_hides_other_orgs_objects_with_404(self, world):
+        tokens, objects = world
+        response = self.call(tokens["other"], self.url(objects))
+        if "{id}" in self.path:
+            assert response.status_code == 404
+        content = response.content.decode()
+        for marker in ("Deals of Org A", "revenue_a", "crm.example", "Org A"):
+            assert marker not in content
+        self.assert_no_credential(response)
+        assert Integration.objects.get(pk=objects["integration"].pk).name == "Deals of Org A"
+
+    @pytest.mark.parametrize("token", [None, "dvp_" + "A" * 43, "not-a-token"])
+    def test_it_refuses_missing_or_unknown_tokens_with_401(self, world, token):
+        _, objects = world
+        response = self.call(token, self.url(objects))
+        assert response.status_code == 401
+        assert Integration.objects.filter(pk=objects["integration"].pk).exists()
+
+    def test_it_refuses_a_wrong_method_with_405(self, world):
+        tokens, objects = world
+        response = self.call(tokens["own"], self.url(objects), self.wrong_method)
+        assert response.status_code == 405
+
+
+class TestApiIntegrationList(ApiEndpointChecks):
+    path = "/integrations"
+    wrong_method = "delete"
+
+
+class TestApiIntegrationCreate(ApiEndpointChecks):
+    path = "/integrations"
+    method, wrong_method = "post", "put"
+    body = {
+        "name": "New deals",
+        "kind": "rest",
+        "metric": "revenue_a",  # another org's token names a metric it does not have: 422
+        "config": {"url": "https://crm.example/new", "mapping": {"timestamp": "t", "value": "v"}},
+        "credential": MATRIX_SECRETS[1],
+    }
+    ok_status = (201,)
+
+
+class TestApiIntegrationDetail(ApiEndpointChecks):
+    path = "/integrations/{id}"
+    wrong_method = "post"
+
+
+class TestApiIntegrationUpdate(ApiEndpointChecks):
+    path = "/integrations/{id}"
+    method, wrong_method = "patch", "put"
+    body = {"name": "Renamed", "credential": MATRIX_SECRETS[1]}
+
+
+class TestApiIntegrationDelete(ApiEndpointChecks):
+    path = "/integrations/{id}"
+    method, wrong_method = "delete", "put"
+    ok_status = (204,)
+
+    def url(self, objects: dict[str, Any]) -> str:
+        # Every allowed call deletes: each gets its own integration of org A.
+        kept = objects["integration"]
+        doomed = Integration.objects.create(
+            org=kept.org, name="Doomed of Org A", kind="rest", metric=kept.metric, config={}
+        )
+        return f"/api/v1/integrations/{doomed.pk}"
+
+    def test_it_leaves_other_orgs_integrations_alone(self, world):
+        tokens, objects = world
+        self.call(tokens["other"], self.url(objects))
+        assert Integration.objects.filter(name="Doomed of Org A").exists()
+
+
+class TestApiIntegrationSync(ApiEndpointChecks):
+    path = "/integrations/{id}/sync"
+    method, wrong_method = "post", "get"
+    body = {"full": True}
+    ok_status = (202,)

@@ -8,6 +8,7 @@ from django.db import models
 class Scope(models.TextChoices):
     PUSH = "push", "Push data and manage metrics"
     READ = "read", "Read metrics and series"
+    INTEGRATIONS = "integrations", "Manage integrations (settings and write-only credentials)"
 
 
 class ApiToken(models.Model):

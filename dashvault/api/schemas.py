@@ -1,13 +1,27 @@
-"""Strict input and output shapes of the push API (pydantic, through django-ninja)."""
+"""Strict input and output shapes of the API (pydantic, through django-ninja)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+import uuid
+from typing import Annotated, Any, Literal
 
+from django import forms
 from ninja import Schema
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from dashvault.integrations import config as integration_config
+from dashvault.integrations.models import Kind
 from dashvault.metrics.models import METRIC_KEY_PATTERN, Aggregation, Unit
 
 MAX_POINTS = 10_000
@@ -144,3 +158,132 @@ class SeriesOut(Schema):
     aggregation: str
     starts: list[dt.date] = Field(description="the first day of each bucket")
     series: dict[str, list[float | None]]
+
+
+# -- integrations ------------------------------------------------------------------------------
+
+
+def _ca_pem(value: str) -> str:
+    try:
+        return integration_config.clean_ca_pem(value)
+    except forms.ValidationError as exc:
+        raise ValueError(" ".join(exc.messages)) from None
+
+
+IntegrationName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=integration_config.MAX_NAME),
+    AfterValidator(_no_nul),
+]
+EveryMinutes = Annotated[
+    int,
+    Field(ge=integration_config.EVERY_MINUTES_MIN, le=integration_config.EVERY_MINUTES_MAX),
+]
+CaPem = Annotated[
+    Text,
+    Field(max_length=integration_config.MAX_PEM, description="the service's own CA, if any"),
+    AfterValidator(_ca_pem),
+]
+
+
+# Write-only: SecretStr keeps it out of reprs and tracebacks; no answer ever carries it.
+def _secret_length(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) > integration_config.MAX_SECRET:
+        raise ValueError(f"at most {integration_config.MAX_SECRET} characters")
+    return value
+
+
+Credential = Annotated[
+    SecretStr,
+    AfterValidator(_secret_length),
+    Field(
+        json_schema_extra={"maxLength": integration_config.MAX_SECRET},
+        description="API key, token, password or OAuth2 client secret; stored encrypted, "
+        "never returned",
+    ),
+]
+IntegrationConfig = Annotated[
+    dict[str, Any],
+    Field(
+        description="The settings as GET shows them: url, the kind's own keys and `mapping` "
+        "(timestamp, value, dimension, id). Never the credential."
+    ),
+]
+
+
+class IntegrationIn(Strict):
+    name: IntegrationName
+    kind: Kind
+    metric: MetricKey = Field(description="the key of the metric it feeds")
+    config: IntegrationConfig
+    credential: Credential | None = None
+    ca_pem: CaPem = ""
+    every_minutes: EveryMinutes = 15
+
+
+class IntegrationPatch(Strict):
+    """Absent fields stay as they are. `config`, when given, replaces all the settings.
+    `credential`: absent keeps the stored one, "" removes it, a value replaces it."""
+
+    name: IntegrationName | None = None
+    metric: MetricKey | None = None
+    config: IntegrationConfig | None = None
+    credential: Credential | None = None
+    ca_pem: CaPem | None = None
+    every_minutes: EveryMinutes | None = None
+    enabled: bool | None = None
+
+    @field_validator("credential")
+    @classmethod
+    def credential_not_null(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:  # only when sent as null: absent fields are not validated
+            raise ValueError('leave it out to keep the stored credential, or send "" to remove it')
+        return value
+
+
+class SyncIn(Strict):
+    full: bool = Field(False, description="from scratch, ignoring the incremental cursor")
+
+
+class SyncOut(Schema):
+    queued: bool
+    full: bool
+
+
+class SyncRunOut(Schema):
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    full: bool
+    ok: bool
+    records: int
+    error: str
+
+
+class IntegrationOut(Schema):
+    """An integration as the API shows it: never the credential, only whether one is set."""
+
+    id: uuid.UUID
+    name: str
+    kind: str
+    metric: str = Field(description="the key of the metric it feeds")
+    enabled: bool
+    every_minutes: int
+    config: dict[str, Any]
+    credential: Literal["set", "not set"]
+    ca_pem: str
+    allow_http: bool = Field(description="platform staff's exception: plain HTTP allowed")
+    next_run_at: dt.datetime | None
+    failing: bool = Field(description="three runs or more in a row failed")
+    failures: int
+    last_run: SyncRunOut | None
+    created_at: dt.datetime
+
+
+class InputErrorOut(Schema):
+    loc: str
+    message: str
+
+
+class InvalidOut(Schema):
+    detail: str
+    errors: list[InputErrorOut]

@@ -1,5 +1,5 @@
-"""/api/v1/: push data points and manage metrics with an org API token (OpenAPI at
-/api/v1/openapi.json). Thin: principal → scope → access → validated input → action."""
+"""/api/v1/: push data points, manage metrics and integrations with an org API token (OpenAPI
+at /api/v1/openapi.json). Thin: principal → scope → access → validated input → action."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
-from django.http import HttpRequest, HttpResponse
+from django.db.models import OuterRef, ProtectedError, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Header, NinjaAPI, Query, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
@@ -19,10 +19,13 @@ from dashvault import audit
 from dashvault.api import schemas
 from dashvault.api.auth import BearerToken, TooManyGuesses
 from dashvault.api.models import IdempotencyRecord, Scope
+from dashvault.integrations import actions as integration_actions
+from dashvault.integrations import config as integration_config
+from dashvault.integrations.models import Integration, SyncRun
 from dashvault.metrics import ingest, queries
 from dashvault.metrics.models import Metric
 from dashvault.policy import guard
-from dashvault.policy.access import access_metric, require_scope
+from dashvault.policy.access import access_integration, access_metric, require_scope
 from dashvault.policy.principal import TokenPrincipal
 
 MAX_ERRORS = 100
@@ -43,8 +46,8 @@ class JsonOnlyParser(Parser):
 api = NinjaAPI(
     title="dashvault API",
     version="1",
-    description="Push data points and manage metrics. Authenticate with `Authorization: "
-    "Bearer <org API token>`.",
+    description="Push data points, manage metrics and integrations. Authenticate with "
+    "`Authorization: Bearer <org API token>`.",
     urls_namespace="api_v1",
     docs_url=None,  # the interactive docs page loads assets from a CDN: not served
     openapi_url="/openapi.json",
@@ -304,3 +307,210 @@ def delete_points(request: HttpRequest, key: str, query: Query[RangeQuery]) -> A
     )
     _audit(principal, "api.delete_points", metric, count=deleted)
     return Status(200, {"deleted": deleted})
+
+
+# -- integrations (scope "integrations") --------------------------------------------------------
+# The credential is write-only: no answer carries it (IntegrationOut shows only "set" or "not
+# set"), and refusals name the field, never its value (see invalid_input).
+
+
+def _invalid(errors: dict[str, list[str]]) -> ValidationError:
+    """Refusals found after parsing, answered like pydantic's (invalid_input)."""
+    return ValidationError(
+        [
+            {"loc": tuple(place.split(".")) if place else (), "msg": message}
+            for place, messages in errors.items()
+            for message in messages
+        ]
+    )
+
+
+def _integration_metric(
+    principal: TokenPrincipal, key: str, errors: dict[str, list[str]]
+) -> Metric | None:
+    try:
+        return access_metric(principal, key)
+    except Http404:
+        # A body field, not the path: a refusal, alike for another org's key and a missing one.
+        errors["metric"] = ["No metric with this key; create it first."]
+        return None
+
+
+def _clean_config(
+    kind: str, config: dict[str, Any], *, allow_http: bool, errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    try:
+        return integration_config.clean_config(kind, config, allow_http=allow_http)
+    except integration_config.ConfigErrors as exc:
+        for place, messages in exc.errors.items():
+            errors[f"config.{place}" if place else "config"] = messages
+        return config
+
+
+def _config_refused(errors: dict[str, list[str]]) -> bool:
+    return any(place == "config" or place.startswith("config.") for place in errors)
+
+
+def _check_credential(kind: str, config: dict[str, Any], has_credential: bool) -> list[str]:
+    if integration_config.needs_secret(kind, config.get("auth", "none")) and not has_credential:
+        return ["This way of signing in needs a credential."]
+    return []
+
+
+def _integration_out(integration: Integration, last_run: SyncRun | None) -> dict[str, Any]:
+    """What an answer shows of an integration: named fields only, the credential as "set"."""
+    return {
+        "id": integration.pk,
+        "name": integration.name,
+        "kind": integration.kind,
+        "metric": integration.metric.key,
+        "enabled": integration.enabled,
+        "every_minutes": integration.every_minutes,
+        "config": integration.config,
+        "credential": "set" if integration.has_credential else "not set",
+        "ca_pem": integration.ca_pem,
+        "allow_http": integration.allow_http,
+        "next_run_at": integration.next_run_at,
+        "failing": integration.failing,
+        "failures": integration.failures,
+        "last_run": last_run,
+        "created_at": integration.created_at,
+    }
+
+
+def _last_run(integration: Integration) -> SyncRun | None:
+    runs = SyncRun.objects.filter(org=integration.org_id, integration=integration)
+    return runs.order_by("-started_at").first()
+
+
+@api.get("/integrations", response=list[schemas.IntegrationOut], summary="List integrations")
+def list_integrations(request: HttpRequest) -> Any:
+    principal = _principal(request, Scope.INTEGRATIONS)
+    latest = SyncRun.objects.filter(integration=OuterRef("pk")).order_by("-started_at")
+    integrations = list(
+        Integration.objects.filter(org=principal.org)
+        .select_related("metric")
+        .annotate(latest_run_id=Subquery(latest.values("pk")[:1]))
+        .order_by("name", "created_at")
+    )
+    runs = SyncRun.objects.in_bulk([i.latest_run_id for i in integrations if i.latest_run_id])
+    _audit(principal, "api.read", resource="integrations")
+    return [_integration_out(i, runs.get(i.latest_run_id)) for i in integrations]
+
+
+@api.post(
+    "/integrations",
+    response={201: schemas.IntegrationOut, 422: schemas.InvalidOut},
+    summary="Create an integration (its first sync is due at once)",
+)
+def create_integration(request: HttpRequest, payload: schemas.IntegrationIn) -> Any:
+    principal = _principal(request, Scope.INTEGRATIONS)
+    errors: dict[str, list[str]] = {}
+    metric = _integration_metric(principal, payload.metric, errors)
+    # A new integration never has staff's plain-HTTP exception.
+    config = _clean_config(payload.kind, payload.config, allow_http=False, errors=errors)
+    secret = payload.credential.get_secret_value() if payload.credential else ""
+    if not _config_refused(errors):
+        if problem := _check_credential(payload.kind, config, bool(secret)):
+            errors["credential"] = problem
+    if errors or metric is None:
+        raise _invalid(errors)
+    integration = integration_actions.do_create_integration(
+        principal.org,
+        acting=principal.token,
+        ip=principal.ip,
+        name=payload.name,
+        kind=payload.kind,
+        metric=metric,
+        config=config,
+        secret=secret,
+        ca_pem=payload.ca_pem,
+        every_minutes=payload.every_minutes,
+    )
+    return Status(201, _integration_out(integration, None))
+
+
+@api.get(
+    "/integrations/{integration_id}", response=schemas.IntegrationOut, summary="Read an integration"
+)
+def get_integration(request: HttpRequest, integration_id: str) -> Any:
+    principal = _principal(request, Scope.INTEGRATIONS)
+    integration = access_integration(principal, integration_id)
+    _audit(principal, "api.read", integration)
+    return _integration_out(integration, _last_run(integration))
+
+
+@api.patch(
+    "/integrations/{integration_id}",
+    response={200: schemas.IntegrationOut, 422: schemas.InvalidOut},
+    summary="Change an integration",
+)
+def update_integration(
+    request: HttpRequest, integration_id: str, payload: schemas.IntegrationPatch
+) -> Any:
+    """Absent fields stay. `config` replaces all the settings (read, change, send back).
+    `credential`: absent keeps the stored one, "" removes it, a value replaces it."""
+    principal = _principal(request, Scope.INTEGRATIONS)
+    integration = access_integration(principal, integration_id)
+    sent = payload.model_fields_set
+    errors: dict[str, list[str]] = {}
+    metric: Metric | None = integration.metric
+    if payload.metric is not None:
+        metric = _integration_metric(principal, payload.metric, errors)
+    config = integration.config
+    if payload.config is not None:
+        config = _clean_config(
+            integration.kind, payload.config, allow_http=integration.allow_http, errors=errors
+        )
+    # null is refused (schemas.IntegrationPatch): None here means absent, keep the stored one.
+    secret = payload.credential.get_secret_value() if payload.credential is not None else None
+    has_credential = bool(secret) if secret is not None else integration.has_credential
+    if ("config" in sent or "credential" in sent) and not _config_refused(errors):
+        if problem := _check_credential(integration.kind, config, has_credential):
+            errors["credential"] = problem
+    if errors or metric is None:
+        raise _invalid(errors)
+    integration_actions.do_update_integration(
+        integration,
+        acting=principal.token,
+        ip=principal.ip,
+        name=payload.name if payload.name is not None else integration.name,
+        metric=metric,
+        config=config,
+        secret=secret,
+        ca_pem=payload.ca_pem if payload.ca_pem is not None else integration.ca_pem,
+        every_minutes=payload.every_minutes or integration.every_minutes,
+        enabled=payload.enabled if payload.enabled is not None else integration.enabled,
+    )
+    return Status(200, _integration_out(integration, _last_run(integration)))
+
+
+@api.delete(
+    "/integrations/{integration_id}",
+    response={204: None},
+    summary="Delete an integration (the data it stored stays in the metric)",
+)
+def delete_integration(request: HttpRequest, integration_id: str) -> Any:
+    principal = _principal(request, Scope.INTEGRATIONS)
+    integration = access_integration(principal, integration_id)
+    integration_actions.do_delete_integration(integration, acting=principal.token, ip=principal.ip)
+    return Status(204, None)
+
+
+@api.post(
+    "/integrations/{integration_id}/sync",
+    response={202: schemas.SyncOut},
+    summary="Queue a sync now",
+)
+def sync_integration(
+    request: HttpRequest, integration_id: str, payload: schemas.SyncIn | None = None
+) -> Any:
+    """`{"full": true}` syncs from scratch, ignoring the incremental cursor; an empty body
+    is a normal sync."""
+    principal = _principal(request, Scope.INTEGRATIONS)
+    integration = access_integration(principal, integration_id)
+    full = payload.full if payload is not None else False
+    integration_actions.do_request_sync(
+        integration, acting=principal.token, ip=principal.ip, full=full
+    )
+    return Status(202, {"queued": True, "full": full})

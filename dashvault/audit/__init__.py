@@ -41,7 +41,7 @@ def record(
         if actor is None:
             actor_kind = "system"
         else:
-            actor_kind = "staff" if getattr(actor, "is_platform_staff", False) else "user"
+            actor_kind = _kind_of(actor)
     # Imported here: this package is imported while apps load, before models may be.
     from dashvault.audit.chain import append
 
@@ -55,3 +55,14 @@ def record(
         ip=ip,
         detail=detail,
     )
+
+
+def _kind_of(actor: Any) -> str:
+    """How an actor object is labelled: platform staff, an API token (changes made through
+    the API), or a user."""
+    if getattr(actor, "is_platform_staff", False):
+        return "staff"
+    meta = getattr(actor, "_meta", None)
+    if meta is not None and meta.label_lower == "api.apitoken":
+        return "token"
+    return "user"

@@ -103,10 +103,14 @@ def access_claim_mapping(principal: Principal, mapping_id: object) -> ClaimMappi
         raise Http404 from None
 
 
-def access_integration(principal: Principal, integration_id: object) -> Integration:
-    """An integration of the principal's org, for an org admin (403 for other roles; another
-    org's or an unknown id is a 404)."""
-    require_org_admin(principal)
+def access_integration(
+    principal: Principal | TokenPrincipal, integration_id: object
+) -> Integration:
+    """An integration of the principal's org: for an org admin (403 for other roles), or for
+    an API token (its scope checked before, so a 403 never tells whether an id exists).
+    Another org's id raises Http404 exactly as an unknown or malformed one does."""
+    if not isinstance(principal, TokenPrincipal):
+        require_org_admin(principal)
     try:
         return Integration.objects.select_related("metric").get(
             org=principal.org, id=_uuid(integration_id)

@@ -24,7 +24,7 @@ class Command(BaseCommand):
             action="append",
             choices=Scope.values,
             required=True,
-            help="push and/or read; repeat for both",
+            help=f"one of {', '.join(Scope.values)}; repeat for more",
         )
         create.add_argument("--name", default="CLI token", help="a label to recognise it by")
         create.add_argument("--expires-days", type=int, help="expire after this many days")
