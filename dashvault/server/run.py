@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,7 +76,27 @@ class TlsConfig(uvicorn.Config):
             self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
 
 
-def serve(host: str, port: int, redirect_port: int | None) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, with `on_shutdown` run once it has stopped serving: on SIGTERM uvicorn
+    re-raises the signal with its default action after shutting down, which ends the process
+    before any `finally` of the caller could run."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.on_shutdown is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.on_shutdown)
+
+
+def serve(
+    host: str,
+    port: int,
+    redirect_port: int | None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> None:
     cert, key = tls_files()
     main = TlsConfig(
         "dashvault.asgi:application",
@@ -104,7 +127,7 @@ def serve(host: str, port: int, redirect_port: int | None) -> None:
             target=uvicorn.Server(plain).run, name="http-redirect", daemon=True
         ).start()
     print(f"dashvault serving https://{_display(host)}:{port}/", flush=True)
-    uvicorn.Server(main).run()
+    _Server(main, on_shutdown).run()
 
 
 def _display(host: str) -> str:

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -44,10 +45,14 @@ class Command(BaseCommand):
         if not 1 <= options["workers"] <= 64:
             raise CommandError("--workers must be between 1 and 64")
         stop = threading.Event()
-        if options["scheduler"]:
-            _hold_scheduler_lock(stop)
+        release = _hold_scheduler_lock(stop) if options["scheduler"] else None
+        # SIGTERM (systemd, Docker) lets running syncs finish, as SIGINT does; huey's default
+        # would cut them off and leave their integrations claimed for an hour.
         consumer = queue.huey.create_consumer(
-            workers=options["workers"], periodic=options["scheduler"], worker_type="thread"
+            workers=options["workers"],
+            periodic=options["scheduler"],
+            worker_type="thread",
+            graceful_signal="TERM",
         )
         self.stdout.write(
             f"dashvault worker: {options['workers']} job thread(s)"
@@ -57,9 +62,11 @@ class Command(BaseCommand):
             consumer.run()  # until SIGINT / SIGTERM
         finally:
             stop.set()
+            if release is not None:
+                release()  # here, not in the renewing thread: daemon threads die unfinished
 
 
-def _hold_scheduler_lock(stop: threading.Event) -> None:
+def _hold_scheduler_lock(stop: threading.Event) -> Callable[[], None]:
     """Take the deployment's scheduler lock in Redis (or refuse to start) and keep renewing it
     while this process runs; a crashed scheduler's lock lapses after LOCK_SECONDS."""
     import redis
@@ -80,7 +87,10 @@ def _hold_scheduler_lock(stop: threading.Event) -> None:
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             client.expire(SCHEDULER_LOCK, LOCK_SECONDS)
+
+    def release() -> None:
         if client.get(SCHEDULER_LOCK) == me.encode():
             client.delete(SCHEDULER_LOCK)
 
     threading.Thread(target=renew, name="scheduler-lock", daemon=True).start()
+    return release

@@ -51,7 +51,10 @@ class Command(BaseCommand):
         # scale-out mode `dashvault worker` processes do.
         if not settings.REDIS_URL:
             queue.start_in_process()
-        try:
-            serve(options["host"], options["port"], options["redirect_port"] or None)
-        finally:
-            queue.stop_in_process()
+        # Running jobs finish (graceful) before the process ends, on SIGTERM as on Ctrl-C.
+        serve(
+            options["host"],
+            options["port"],
+            options["redirect_port"] or None,
+            on_shutdown=queue.stop_in_process,
+        )
