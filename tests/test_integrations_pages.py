@@ -473,6 +473,44 @@ def test_test_connection_uses_the_stored_credential_when_the_field_is_empty(
     assert integration.name == "Deals API"  # a test changes nothing
 
 
+def test_the_stored_credential_is_opened_only_in_a_job(admin_a, revenue, service, monkeypatch):
+    """The web request never opens it: the test with the stored credential runs as a job (in
+    tests jobs run at once in the caller, so the job's function is on the stack)."""
+    import inspect
+
+    integration = make_integration(admin_a, revenue, service.url, service.ca_pem)
+    callers, real_open = [], sync.stored_secret
+
+    def opened(found):
+        callers.append({frame.function for frame in inspect.stack()})
+        return real_open(found)
+
+    monkeypatch.setattr(sync, "stored_secret", opened)
+    data = rest_form(revenue, service.url, service.ca_pem, secret="", action="test", name="New")
+    response = make_client(admin_a).post(edit_url(integration), data)
+    assert "Connected: 3 records" in response.content.decode()
+    assert len(callers) == 1 and "test_with_stored_credential" in callers[0]
+
+
+def test_a_test_connection_says_so_when_no_job_worker_answers(
+    admin_a, revenue, service, monkeypatch
+):
+    from huey.exceptions import HueyException
+
+    from dashvault.integrations import jobs
+
+    class NoAnswer:
+        def get(self, **kwargs):
+            raise HueyException("timed out")
+
+    integration = make_integration(admin_a, revenue, service.url, service.ca_pem)
+    monkeypatch.setattr(jobs, "test_with_stored_credential", lambda *args: NoAnswer())
+    data = rest_form(revenue, service.url, service.ca_pem, secret="", action="test", name="New")
+    response = make_client(admin_a).post(edit_url(integration), data)
+    assert "No job worker answered within 45 seconds" in response.content.decode()
+    assert service.authorizations == []
+
+
 def test_test_connection_shows_the_error_sentence(admin_a, revenue, service):
     service.status = 401
     data = rest_form(revenue, service.url, service.ca_pem, action="test")

@@ -1,6 +1,7 @@
 """Org admins set up integrations (and test them before saving); platform staff grant the
 plain-HTTP exception at a customer's request. The credential is write-only here: no page
-renders it, and a connection test opens the stored one only in memory (sync.stored_secret)."""
+renders it, and a connection test that uses the stored one runs as a job (it is opened only
+in jobs)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from huey.exceptions import HueyException
 
-from dashvault.integrations import actions, sync
+from dashvault.integrations import actions, jobs, sync
 from dashvault.integrations.connectors.session import SyncError
 from dashvault.integrations.forms import HttpExceptionForm, IntegrationForm, initial_for, kind_of
 from dashvault.integrations.models import Integration, Kind, SyncRun
@@ -22,6 +24,7 @@ from dashvault.policy.access import access_integration, require_org_admin
 from dashvault.policy.principal import Principal, member_required, staff_required
 
 HISTORY = 20
+TEST_WAIT_SECONDS = 45  # a connection test with the stored credential runs as a job
 logger = logging.getLogger(__name__)
 
 
@@ -106,13 +109,13 @@ def _preview(
 ) -> tuple[sync.Preview | None, str]:
     """Try the form's settings (nothing is stored): the first records' rows, or the error."""
     secret = form.new_secret()
-    if secret is None:  # empty field on an existing integration: the stored credential
-        secret = sync.stored_secret(integration) if integration is not None else ""
+    if secret is None and integration is not None:
+        return _preview_in_job(form, integration)
     try:
         preview = sync.preview(
             kind=form.kind,
             config=form.config(),
-            secret=secret,
+            secret=secret or "",
             ca_pem=form.cleaned_data["ca_pem"],
             allow_http=integration is not None and integration.allow_http,
         )
@@ -123,6 +126,25 @@ def _preview(
         logger.exception("integrations: connection test failed")
         return None, sync.UNEXPECTED.replace("the sync", "the test")
     return preview, ""
+
+
+def _preview_in_job(
+    form: IntegrationForm, integration: Integration
+) -> tuple[sync.Preview | None, str]:
+    """The test with the stored credential runs as a job, where the credential may be opened;
+    this request waits for its answer."""
+    result = jobs.test_with_stored_credential(
+        str(integration.pk), form.kind, form.config(), form.cleaned_data["ca_pem"]
+    )
+    try:
+        answer = result.get(blocking=True, timeout=TEST_WAIT_SECONDS)
+    except HueyException:
+        return None, (
+            f"No job worker answered within {TEST_WAIT_SECONDS} seconds: the test could not run."
+        )
+    if "error" in answer:
+        return None, str(answer["error"])
+    return sync.Preview(answer["records"], answer["rows"], answer["skipped"]), ""
 
 
 def _history(context: dict[str, object], integration: Integration | None) -> dict[str, object]:
