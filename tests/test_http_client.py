@@ -37,12 +37,10 @@ from typing import Any
 import pytest
 import trustme
 
-from dashvault.lib.clientip import parse_networks
 from dashvault.lib.http import (
     OutboundError,
     Policy,
     check_address,
-    operator_policy,
     request,
 )
 
@@ -746,11 +744,41 @@ def test_error_messages_never_contain_the_credential(
         assert "s3cret" not in error_texts(caught.value)
 
 
-def test_the_operator_policy_allows_the_configured_networks(settings: Any) -> None:
-    settings.OUTBOUND_ALLOWED_NETWORKS = parse_networks(["10.0.0.0/8"])
-    policy = operator_policy(read_timeout=1.0)
-    assert policy.read_timeout == 1.0
-    check_address(ipaddress.ip_address("10.1.2.3"), policy)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a00:5",  # local-use NAT64 of 10.0.0.5
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fefe",  # Teredo carrying 127.0.0.1
+        "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254
+    ],
+)
+def test_ipv4_addresses_wrapped_in_ipv6_are_checked_as_ipv4(text: str) -> None:
     with pytest.raises(OutboundError) as caught:
-        check_address(ipaddress.ip_address("192.168.1.1"), policy)
+        check_address(ipaddress.ip_address(text), Policy())
     assert caught.value.kind == "refused_address"
+
+
+def test_a_wrapped_public_ipv4_address_passes() -> None:
+    check_address(ipaddress.ip_address("64:ff9b::808:808"), Policy())  # NAT64 of 8.8.8.8
+
+
+def test_an_origin_with_the_default_port_written_out_is_the_same_origin() -> None:
+    from dashvault.lib.http import origin
+
+    assert origin("https://h.example/a") == origin("https://H.example:443/b")
+    assert origin("http://h.example/") == origin("http://h.example:80/")
+    assert origin("https://h.example/") != origin("http://h.example/")
+
+
+def test_a_header_value_http_refuses_is_an_error_without_the_value(
+    make_server: ServerFactory, policy: Policy
+) -> None:
+    server = make_server({"/": answer(200, b"{}")})
+    with pytest.raises(OutboundError) as caught:
+        request("GET", server.url("/"), policy=policy, headers={"Authorization": "Bearer sk_abc\n"})
+    assert caught.value.kind == "invalid_header"
+    assert "sk_abc" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert server.seen == []

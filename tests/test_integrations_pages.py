@@ -436,6 +436,10 @@ def test_plain_http_is_accepted_only_with_staffs_exception(admin_a, revenue):
     Integration.objects.filter(pk=integration.pk).update(allow_http=True)
     response = client.get(edit_url(integration))
     assert "Plain HTTP allowed by platform staff at your request" in response.content.decode()
+    moved = client.post(edit_url(integration), data)
+    assert moved.status_code == 400  # the stored credential would now travel in clear
+    assert "Enter the secret again" in moved.content.decode()
+    data["secret"] = "a-new-key"
     assert client.post(edit_url(integration), data).status_code == 302
     integration.refresh_from_db()
     assert integration.config["url"] == "http://crm.example/deals"
@@ -541,9 +545,9 @@ def test_sync_now_stores_the_records_in_the_metric(
     assert response.status_code == 302 and response["Location"] == edit_url(integration)
     points = DataPoint.objects.filter(metric=revenue).order_by("external_id")
     assert [(p.external_id, p.value, p.dimension) for p in points] == [
-        ("d1", 100.0, "Ben"),
-        ("d2", 200.0, "Carla"),
-        ("d3", 300.0, "Aino"),
+        (f"{integration.pk}:d1", 100.0, "Ben"),
+        (f"{integration.pk}:d2", 200.0, "Carla"),
+        (f"{integration.pk}:d3", 300.0, "Aino"),
     ]
     with django_capture_on_commit_callbacks(execute=True):
         client.post(url, {"full": "1"})
@@ -672,5 +676,42 @@ def test_the_staff_page_is_hidden_from_org_members(admin_a, revenue):
     assert client.get(staff_url(admin_a.org)).status_code == 404
     data = {"integration": str(integration.pk), "allow": "on", "ticket": "SUP-1"}
     assert client.post(staff_url(admin_a.org), data).status_code == 404
+    integration.refresh_from_db()
+    assert not integration.allow_http
+
+
+def test_a_credential_with_a_line_break_is_refused(admin_a, revenue):
+    data = rest_form(revenue, "https://crm.example/deals", secret="tok-abc\n")
+    response = make_client(admin_a).post(reverse("integration_new") + "?kind=rest", data)
+    assert response.status_code == 400
+    assert "line break" in response.content.decode()
+    assert not Integration.objects.exists()
+
+
+def test_pointing_an_integration_elsewhere_asks_for_the_credential_again(admin_a, revenue):
+    integration = make_integration(admin_a, revenue, "https://crm.example/deals")
+    client = make_client(admin_a)
+    elsewhere = rest_form(revenue, "https://other.example/deals", secret="", enabled="on")
+    response = client.post(edit_url(integration), elsewhere)
+    assert response.status_code == 400
+    assert "Enter the secret again" in response.content.decode()
+    test = {**elsewhere, "action": "test"}
+    assert "Enter the secret again" in client.post(edit_url(integration), test).content.decode()
+    same_host = rest_form(revenue, "https://crm.example/other", secret="", enabled="on")
+    assert client.post(edit_url(integration), same_host).status_code == 302  # same origin
+    integration.refresh_from_db()
+    assert sync.stored_secret(integration) == SECRET
+
+
+def test_staffs_exception_ends_when_the_integration_points_at_another_host(admin_a, revenue):
+    integration = make_integration(admin_a, revenue, "https://crm.example/deals")
+    Integration.objects.filter(pk=integration.pk).update(allow_http=True)
+    client = make_client(admin_a)
+    data = rest_form(revenue, "http://crm.example/deals", secret="new-key", enabled="on")
+    assert client.post(edit_url(integration), data).status_code == 302
+    integration.refresh_from_db()
+    assert integration.allow_http  # the same host, now over HTTP as staff allowed
+    data = rest_form(revenue, "https://elsewhere.example/", secret="new-key", enabled="on")
+    assert client.post(edit_url(integration), data).status_code == 302
     integration.refresh_from_db()
     assert not integration.allow_http

@@ -131,9 +131,13 @@ def reload(integration: Integration) -> Integration:
 
 
 def points(metric: Metric) -> list[tuple[Any, ...]]:
-    rows = DataPoint.objects.filter(metric=metric).values_list(
-        "external_id", "ts", "value", "dimension"
-    )
+    """The metric's points, each external id without its integration's prefix ("<id>:")."""
+    rows = [
+        (None if external is None else external.split(":", 1)[1], *rest)
+        for external, *rest in DataPoint.objects.filter(metric=metric).values_list(
+            "external_id", "ts", "value", "dimension"
+        )
+    ]
     return sorted(rows, key=lambda r: (str(r[0]), r[1]))
 
 
@@ -1200,3 +1204,75 @@ def test_a_redirect_to_another_host_does_not_carry_the_api_key_header(
     assert result.ok
     (seen,) = elsewhere.seen
     assert "x-api-token" not in seen.headers
+
+
+# -- rules from review: claims, caps, ids per integration, times in the org's zone ---------------
+
+
+def test_a_run_whose_claim_was_taken_over_stores_nothing(
+    services: Services, loopback: None, create: Create, metric: Metric, sleeps: Sleeps
+) -> None:
+    service = services.start()
+    api = RestApi(service, rest_records(3), secret=SECRET, pagination="none", next_link="absolute")
+    integration = create("rest", api.config())
+    real_fetch = sync.for_kind("rest").fetch
+
+    def fetch_then_lose_the_claim(*args: Any, **kwargs: Any) -> Any:
+        yield from real_fetch(*args, **kwargs)
+        # Meanwhile the run outlived its claim and another took the integration over.
+        Integration.objects.filter(pk=integration.pk).update(running_since=dt.datetime.now(dt.UTC))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sync.for_kind("rest"), "fetch", fetch_then_lose_the_claim)
+        record = run(integration, sleeps)
+    assert (record.ok, record.records) == (False, 0)
+    assert "Another run took this integration over" in record.error
+    assert points(metric) == []
+    assert reload(integration).running_since is not None  # the newer claim stays
+
+
+def test_a_sync_stops_past_the_record_limit_and_stores_nothing(
+    services: Services, loopback: None, create: Create, metric: Metric, sleeps: Sleeps
+) -> None:
+    service = services.start()
+    api = RestApi(service, rest_records(5), secret=SECRET, pagination="none", next_link="absolute")
+    integration = create("rest", api.config())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sync, "MAX_RECORDS", 4)
+        record = run(integration, sleeps)
+    assert (record.ok, record.error) == (False, "More than 4 records in one sync: stopped.")
+    assert points(metric) == []
+
+
+def test_two_integrations_with_the_same_record_ids_keep_their_own_points(
+    services: Services, loopback: None, create: Create, metric: Metric, sleeps: Sleeps
+) -> None:
+    service = services.start()
+    api = RestApi(service, rest_records(2), secret=SECRET, pagination="none", next_link="absolute")
+    first = create("rest", api.config(), name="CRM one")
+    second = create("rest", api.config(), name="CRM two")
+    run(first, sleeps)
+    run(second, sleeps)
+    stored = DataPoint.objects.filter(metric=metric).values_list("external_id", flat=True)
+    assert sorted(stored) == sorted(f"{i.pk}:r-{n}" for i in (first, second) for n in (1, 2))
+
+
+def test_times_without_an_offset_and_dates_are_read_in_the_orgs_time_zone(
+    org_a: Organization,
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from dashvault.integrations import mapping
+
+    tz = ZoneInfo("America/New_York")
+    rules = {"timestamp": "t", "value": "v", "id": "i"}
+    records = [{"t": "2024-01-01", "v": 1, "i": 1}, {"t": "2024-01-01T09:00:00", "v": 2, "i": 2}]
+    mapped = mapping.points(records, rules, "m", tz=tz)
+    assert [p.ts for p in mapped.points] == [
+        dt.datetime(2024, 1, 1, 5, tzinfo=dt.UTC),
+        dt.datetime(2024, 1, 1, 14, tzinfo=dt.UTC),
+    ]
+    with pytest.raises(SyncError, match="outside 1900-2200"):
+        mapping.points([{"t": "0001-01-01", "v": 1, "i": 1}], rules, "m")
+    with pytest.raises(SyncError, match="NUL"):
+        mapping.points([{"t": "2024-01-01", "v": 1, "i": "a\x00b"}], rules, "m")

@@ -190,6 +190,10 @@ CaPem = Annotated[
 def _secret_length(value: SecretStr) -> SecretStr:
     if len(value.get_secret_value()) > integration_config.MAX_SECRET:
         raise ValueError(f"at most {integration_config.MAX_SECRET} characters")
+    try:
+        integration_config.clean_secret(value.get_secret_value())
+    except Exception as exc:  # a forms.ValidationError: its message names no value
+        raise ValueError(" ".join(getattr(exc, "messages", ["not a valid credential"]))) from None
     return value
 
 

@@ -468,6 +468,17 @@ def update_integration(
     if ("config" in sent or "credential" in sent) and not _config_refused(errors):
         if problem := _check_credential(integration.kind, config, has_credential):
             errors["credential"] = problem
+        elif (
+            secret is None
+            and integration.has_credential
+            and integration_config.credential_target(config)
+            != integration_config.credential_target(integration.config)
+        ):
+            # The stored credential is never sent elsewhere than where it was given for.
+            errors["credential"] = [
+                "Send the credential again: with this config it would go to another address "
+                "or in another way than it was given for."
+            ]
     if errors or metric is None:
         raise _invalid(errors)
     integration_actions.do_update_integration(

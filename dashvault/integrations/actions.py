@@ -12,6 +12,7 @@ from dashvault import audit
 from dashvault.integrations import sync
 from dashvault.integrations.models import Integration
 from dashvault.jobs.queue import enqueue
+from dashvault.lib import http
 from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Organization
 
@@ -71,15 +72,26 @@ def do_update_integration(
     if metric.org_id != integration.org_id:
         raise ValueError("the metric belongs to another organization")
     with transaction.atomic():
-        source_changed = config != integration.config or metric.pk != integration.metric_id
+        # The row as it is now (a sync or staff may have changed it since it was read): only
+        # the fields the admin sets are written.
+        current = Integration.objects.select_for_update().get(pk=integration.pk)
+        fields = ["name", "metric", "config", "ca_pem", "every_minutes", "enabled"]
+        source_changed = config != current.config or metric.pk != current.metric_id
         integration.name, integration.metric, integration.config = name, metric, config
         integration.ca_pem, integration.every_minutes = ca_pem, every_minutes
         integration.enabled = enabled
         if source_changed:
             integration.state = ""
+            fields.append("state")
+        if current.allow_http and _host(config) != _host(current.config):
+            # Staff's plain-HTTP exception was for the service the customer named, not for
+            # whatever address the integration is pointed at next.
+            integration.allow_http = False
+            fields.append("allow_http")
         if secret is not None:
             integration.credential = sync.seal_credential(integration, secret) if secret else b""
-        integration.save()
+            fields.append("credential")
+        integration.save(update_fields=fields)
         audit.record(
             "integration.update",
             org=integration.org_id,
@@ -135,3 +147,7 @@ def do_set_http_exception(
             ip=ip,
             allow=allow,
         )
+
+
+def _host(config: dict[str, Any]) -> str:
+    return http.origin(str(config.get("url", "")))[1]

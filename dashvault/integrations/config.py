@@ -162,13 +162,19 @@ class ConfigForm(forms.Form):
     map_value = _path("Value field", required=True)
     map_dimension = _path("Dimension field (optional)")
     map_id = _path(
-        "Id field (optional)", help_text="A record synced again replaces its earlier point."
+        "Id field",
+        required=True,
+        help_text="Unique per record: a record synced again replaces its earlier point "
+        "instead of adding a second one.",
+    )
+    decimal_comma = forms.BooleanField(
+        required=False, label="Numbers are written with a decimal comma (1.234,5)"
     )
 
     def __init__(self, *args: Any, kind: str, allow_http: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind, self.allow_http = kind, allow_http
-        keep = {*KIND_KEYS[kind], *MAPPING_FIELDS}
+        keep = {*KIND_KEYS[kind], *MAPPING_FIELDS, "decimal_comma"}
         for name in list(ConfigForm.base_fields):
             if name not in keep:
                 del self.fields[name]
@@ -235,6 +241,8 @@ class ConfigForm(forms.Form):
             for key in AUTH_KEYS:
                 config.pop(key, None)
         mapping = {key: data[name] for name, key in MAPPING_FIELDS.items() if data.get(name)}
+        if data.get("decimal_comma"):
+            mapping["decimal"] = ","
         config["mapping"] = mapping
         if self.kind == "hubspot":
             # The search API returns only the properties asked for: ask for the mapped ones.
@@ -261,6 +269,9 @@ def clean_config(kind: str, config: dict[str, Any], *, allow_http: bool) -> dict
     Unknown keys are refused; `properties` (derived from the mapping) is ignored."""
     errors: dict[str, list[str]] = {}
     flat: dict[str, Any] = {key: value for key, value in DEFAULTS.items() if key in KIND_KEYS[kind]}
+    if "mapping" not in config:  # the named connectors' own mapping, as the pages prefill it
+        default = getattr(for_kind(kind), "DEFAULT_MAPPING", {})
+        flat |= {name: default[key] for name, key in MAPPING_FIELDS.items() if key in default}
     for key, value in config.items():
         if key in DERIVED_KEYS:
             continue
@@ -298,7 +309,11 @@ def _flat_mapping(value: Any, errors: dict[str, list[str]]) -> dict[str, Any]:
     by_key = {key: name for name, key in MAPPING_FIELDS.items()}
     flat: dict[str, Any] = {}
     for key, path in value.items():
-        if key not in by_key:
+        if key == "decimal":
+            if path not in (".", ","):
+                errors["mapping.decimal"] = ['Must be "." or ",".']
+            flat["decimal_comma"] = path == ","
+        elif key not in by_key:
             errors[f"mapping.{key}"] = [f"Map one of: {', '.join(by_key)}."]
         elif path is not None and not isinstance(path, str):
             errors[f"mapping.{key}"] = ["Must be text."]
@@ -319,3 +334,32 @@ def _messages(field_errors: list[forms.ValidationError]) -> list[str]:
                 message = "Select a valid choice." if invalid_choice else "Not a value this takes."
             out.append(message)
     return out
+
+
+def credential_target(config: dict[str, Any]) -> tuple[Any, ...]:
+    """Where and how a credential is sent: the origins of the address and the token endpoint,
+    the way of authenticating and the header name. A stored credential is used only while
+    this stays the same; changing it asks for the credential again, so it cannot be pointed
+    at another host."""
+    from dashvault.lib.http import origin
+
+    return (
+        origin(str(config.get("url", ""))),
+        origin(str(config.get("token_url", ""))),
+        config.get("auth", ""),
+        str(config.get("header_name", "")).lower(),
+    )
+
+
+def clean_secret(value: str) -> str:
+    """A credential goes into an HTTP header: no control characters (a trailing newline from
+    a pasted file would otherwise make every request fail, with the value in the error)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise forms.ValidationError(
+            "The credential contains a line break or another control character."
+        )
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise forms.ValidationError("The credential can only hold Latin-1 characters.") from None
+    return value

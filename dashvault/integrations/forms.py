@@ -62,7 +62,7 @@ class IntegrationForm(ConfigForm):
     ) -> None:
         allow_http = integration is not None and integration.allow_http
         super().__init__(*args, kind=kind, allow_http=allow_http, **kwargs)
-        self.integration = integration
+        self.integration, self.org = integration, org
         self.fields["metric"].queryset = Metric.objects.filter(org=org)  # type: ignore[attr-defined]
         self.fields["metric"].label_from_instance = lambda m: f"{m.name} ({m.key})"  # type: ignore[attr-defined]
         if integration is None:
@@ -98,16 +98,32 @@ class IntegrationForm(ConfigForm):
     def clean_ca_pem(self) -> str:
         return config.clean_ca_pem(self.cleaned_data.get("ca_pem", ""))
 
+    def clean_secret(self) -> str:
+        return config.clean_secret(self.cleaned_data.get("secret", ""))
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         auth = data.get("auth", "none")
+        stored = self.integration is not None and self.integration.has_credential
         if data.get("secret") and data.get("remove_secret"):
             self.add_error("secret", "Either replace the credential or remove it, not both.")
         elif self.needs_secret(auth) and not data.get("secret"):
-            stored = self.integration is not None and self.integration.has_credential
             if not stored or data.get("remove_secret"):
                 self.add_error("secret", "This way of signing in needs a secret.")
+            elif not self.errors and self.moves_credential():
+                self.add_error(
+                    "secret",
+                    "Enter the secret again: with these settings it would go to another "
+                    "address or in another way than it was given for.",
+                )
         return data
+
+    def moves_credential(self) -> bool:
+        """Whether these settings send the stored credential elsewhere
+        (config.credential_target)."""
+        assert self.integration is not None  # noqa: S101  (called only with a stored credential)
+        before = config.credential_target(self.integration.config)
+        return config.credential_target(self.config()) != before
 
     # -- results --------------------------------------------------------------------------------
 

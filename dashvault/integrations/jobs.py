@@ -55,6 +55,7 @@ def test_with_stored_credential(
             secret=sync.stored_secret(integration),
             ca_pem=ca_pem,
             allow_http=integration.allow_http,
+            time_zone=integration.org.time_zone,
         )
     except SyncError as exc:
         return {"error": str(exc)}

@@ -26,7 +26,16 @@ class Mapped:
     skipped: int
 
 
-def points(records: Iterable[dict[str, Any]], mapping: dict[str, str], metric_key: str) -> Mapped:
+def points(
+    records: Iterable[dict[str, Any]],
+    mapping: dict[str, str],
+    metric_key: str,
+    *,
+    id_prefix: str = "",
+    tz: dt.tzinfo = dt.UTC,
+) -> Mapped:
+    """`id_prefix` (the integration's id) keeps two sources' ids apart in one metric; `tz` (the
+    org's) places times written without an offset, and dates, on the org's own days."""
     out: list[PointIn] = []
     skipped = 0
     for number, record in enumerate(records, start=1):
@@ -36,18 +45,15 @@ def points(records: Iterable[dict[str, Any]], mapping: dict[str, str], metric_ke
             continue
         decimal = "," if mapping.get("decimal") == "," else "."
         value = _number(raw_value, number, mapping.get("value", ""), decimal)
-        ts = _time(dig(record, mapping.get("timestamp", "")), number, mapping.get("timestamp", ""))
+        field = mapping.get("timestamp", "")
+        ts = _time(dig(record, field), number, field, tz)
         dimension = dig(record, mapping["dimension"]) if mapping.get("dimension") else ""
         external = dig(record, mapping["id"]) if mapping.get("id") else None
-        out.append(
-            PointIn(
-                metric_key=metric_key,
-                ts=ts,
-                value=value,
-                dimension="" if dimension is None else str(dimension)[:120],
-                external_id=None if external in (None, "") else str(external)[:200],
-            )
-        )
+        dimension = "" if dimension is None else str(dimension)[:120]
+        external = None if external in (None, "") else (id_prefix + str(external))[:200]
+        if "\x00" in dimension or (external is not None and "\x00" in external):
+            raise SyncError(f"Record {number}: a field holds a NUL character.")
+        out.append(PointIn(metric_key, ts, value, dimension, external))
     return Mapped(out, skipped)
 
 
@@ -79,8 +85,19 @@ def _number(raw: Any, number: int, field: str, decimal: str = ".") -> float:
     return value
 
 
-def _time(raw: Any, number: int, field: str) -> dt.datetime:
-    """ISO 8601 (a date alone is its midnight in UTC), or seconds or milliseconds since 1970."""
+FIRST, LAST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC), dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
+def _time(raw: Any, number: int, field: str, tz: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """ISO 8601 (without an offset, or a date alone: in `tz`), or seconds or milliseconds
+    since 1970; between 1900 and 2200, as the push API takes them."""
+    when = _parse_time(raw, number, field, tz)
+    if not FIRST <= when < LAST:
+        raise SyncError(f"Record {number}: {field!r} is outside 1900-2200.")
+    return when
+
+
+def _parse_time(raw: Any, number: int, field: str, tz: dt.tzinfo) -> dt.datetime:
     if raw is None or raw == "":
         raise SyncError(f"Record {number}: {field!r} has no time.")
     try:
@@ -92,4 +109,4 @@ def _time(raw: Any, number: int, field: str) -> dt.datetime:
         when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except (ValueError, OverflowError, OSError):
         raise SyncError(f"Record {number}: {field!r} is not a time.") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return when if when.tzinfo else when.replace(tzinfo=tz)

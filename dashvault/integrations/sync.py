@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -30,6 +31,8 @@ from dashvault.orgs.keys import decrypt_field, encrypt_field
 
 logger = logging.getLogger(__name__)
 CLAIM_EXPIRES = dt.timedelta(hours=1)  # a claim older than this was a crashed run
+MAX_RECORDS = 1_000_000  # one sync holds its records in memory, and stores them at once
+STATE_LENGTH = 200  # Integration.state
 PREVIEW_ROWS = 10
 UNEXPECTED = "An unexpected error stopped the sync; the operators have the details."
 
@@ -97,7 +100,7 @@ def run(
         org=integration.org, integration=integration, started_at=now, full=full
     )
     try:
-        stored = _sync(integration, full, sleep)
+        stored = _sync(integration, full, sleep, claimed_at=now)
     except SyncError as exc:
         _finish(integration, record, error=str(exc))
     except UnknownMetrics:
@@ -110,20 +113,40 @@ def run(
     return record
 
 
-def _sync(integration: Integration, full: bool, sleep: Callable[[float], None] | None) -> int:
+def _sync(
+    integration: Integration,
+    full: bool,
+    sleep: Callable[[float], None] | None,
+    *,
+    claimed_at: dt.datetime,
+) -> int:
     policy = policy_for(allow_http=integration.allow_http, ca_pem=integration.ca_pem)
     session = session_for(
         integration.kind, integration.config, stored_secret(integration), policy, sleep
     )
     session.state = "" if full else integration.state
     connector = for_kind(integration.kind)
-    records = [r for page in connector.fetch(session, session.config, full) for r in page]
+    records: list[dict[str, Any]] = []
+    for page in connector.fetch(session, session.config, full):
+        records.extend(page)
+        if len(records) > MAX_RECORDS:
+            raise SyncError(f"More than {MAX_RECORDS:,} records in one sync: stopped.")
+    if len(session.state) > STATE_LENGTH:
+        raise SyncError("The incremental field's values are too long to resume from.")
     mapped = mapping.points(
-        records, integration.config.get("mapping") or {}, integration.metric.key
+        records,
+        integration.config.get("mapping") or {},
+        integration.metric.key,
+        id_prefix=f"{integration.pk}:",
+        tz=ZoneInfo(integration.org.time_zone),
     )
     with transaction.atomic():
+        # Still this run's claim? (A run that outlived CLAIM_EXPIRES was taken over: it
+        # must store nothing.)
+        owned = Integration.objects.filter(pk=integration.pk, running_since=claimed_at)
+        if not owned.update(state=session.state):
+            raise SyncError("Another run took this integration over; this one stored nothing.")
         stored = do_ingest(integration.org, mapped.points) if mapped.points else 0
-        Integration.objects.filter(pk=integration.pk).update(state=session.state)
     return stored
 
 
@@ -145,7 +168,8 @@ def _finish(integration: Integration, record: SyncRun, *, stored: int = 0, error
         changes["failures"] = integration.failures + 1
     else:
         changes["failures"], changes["last_ok_at"] = 0, now
-    Integration.objects.filter(pk=integration.pk).update(**changes)
+    # Only while the claim is still this run's: a newer run's claim and outcome stay.
+    Integration.objects.filter(pk=integration.pk, running_since=record.started_at).update(**changes)
 
 
 @dataclass
@@ -163,6 +187,7 @@ def preview(
     ca_pem: str = "",
     allow_http: bool = False,
     metric_key: str = "preview",
+    time_zone: str = "UTC",
 ) -> Preview:
     """The first page of records and what it maps to, without storing anything (the "test
     connection" button). Raises SyncError with a sentence for people."""
@@ -173,7 +198,7 @@ def preview(
         first: list[dict[str, Any]] = next(pages, [])
     finally:
         pages.close()
-    mapped = mapping.points(first, config.get("mapping") or {}, metric_key)
+    mapped = mapping.points(first, config.get("mapping") or {}, metric_key, tz=ZoneInfo(time_zone))
     rows = [
         {
             "time": p.ts.isoformat(timespec="seconds"),

@@ -118,6 +118,7 @@ def _preview(
             secret=secret or "",
             ca_pem=form.cleaned_data["ca_pem"],
             allow_http=integration is not None and integration.allow_http,
+            time_zone=form.org.time_zone,
         )
     except SyncError as exc:
         return None, str(exc)

@@ -35,12 +35,14 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIRECTS = (301, 302, 303, 307, 308)
 CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+READ_DEADLINE = 120.0  # seconds for a whole answer (the read timeout is per read)
 MAX_RETRY_WAIT = 60.0  # seconds: a Retry-After longer than this is not waited for
 
 
 class OutboundError(Exception):
     """A request that did not give a usable response. `kind`: not_https, refused_address,
-    unresolvable, tls, timeout, connection, too_large, too_many_redirects, http_status."""
+    unresolvable, tls, timeout, connection, too_large, too_many_redirects, invalid_header,
+    malformed."""
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -59,13 +61,6 @@ class Policy:
     max_redirects: int = 5
 
 
-def operator_policy(**overrides: Any) -> Policy:
-    """The policy with the operator's allowed networks (settings.OUTBOUND_ALLOWED_NETWORKS)."""
-    from django.conf import settings
-
-    return Policy(allowed_networks=tuple(settings.OUTBOUND_ALLOWED_NETWORKS), **overrides)
-
-
 @dataclass
 class Response:
     status: int
@@ -82,15 +77,37 @@ class Response:
 
 def check_address(address: Address, policy: Policy) -> None:
     """Refuse an address a request must not reach (see the module's contract)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     if any(address in network for network in policy.allowed_networks):
         return
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        address = embedded
+        if any(address in network for network in policy.allowed_networks):
+            return
     if not address.is_global or address.is_multicast:
         raise OutboundError(
             "refused_address",
             f"Refused: {address} is a private, loopback, link-local or reserved address.",
         )
+
+
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64, IPv4-compatible):
+    a NAT64 gateway or tunnel would deliver to it, so it is the one to check."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in network for network in NAT64) or int(address) >> 32 == 0:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def resolve(host: str, port: int, policy: Policy) -> list[Address]:
@@ -146,11 +163,12 @@ def request(
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of a URL: where credentials may go."""
     parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     try:
-        port = parts.port
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
     except ValueError:
         port = -1
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _with_retries(
@@ -239,6 +257,12 @@ def _once(
         raise OutboundError("timeout", f"{host} did not answer in time.") from exc
     except urllib3.exceptions.HTTPError as exc:
         raise OutboundError("connection", f"Could not connect to {host}.") from exc
+    except (ValueError, UnicodeError):
+        # http.client names the offending header value (a credential) in its message: none
+        # of it may reach a log line.
+        raise OutboundError(
+            "invalid_header", "A request header holds characters HTTP does not allow."
+        ) from None
     try:
         data = _read_limited(raw, policy.max_bytes, host)
     finally:
@@ -292,8 +316,11 @@ def _read_limited(raw: Any, limit: int, host: str) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise OutboundError("too_large", f"The response from {host} is larger than allowed.")
     chunks, total = [], 0
+    deadline = time.monotonic() + READ_DEADLINE
     try:
         for chunk in raw.stream(65536):
+            if time.monotonic() > deadline:
+                raise OutboundError("timeout", f"{host} took too long to send its answer.")
             total += len(chunk)
             if total > limit:
                 raise OutboundError(

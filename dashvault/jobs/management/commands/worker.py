@@ -81,16 +81,24 @@ def _hold_scheduler_lock(stop: threading.Event) -> Callable[[], None]:
 
     def renew() -> None:
         while not stop.wait(LOCK_SECONDS / 3):
-            if client.get(SCHEDULER_LOCK) != me.encode():
+            try:
+                held = client.get(SCHEDULER_LOCK) == me.encode()
+                if held:
+                    client.expire(SCHEDULER_LOCK, LOCK_SECONDS)
+            except redis.RedisError:
+                held = False  # cannot renew: the lock lapses, so stop scheduling
+            if not held:
                 # Lost it (Redis restarted, another took it): stop rather than run a second
                 # scheduler; the process supervisor's restart then shows the refusal.
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
-            client.expire(SCHEDULER_LOCK, LOCK_SECONDS)
 
     def release() -> None:
-        if client.get(SCHEDULER_LOCK) == me.encode():
-            client.delete(SCHEDULER_LOCK)
+        try:
+            if client.get(SCHEDULER_LOCK) == me.encode():
+                client.delete(SCHEDULER_LOCK)
+        except redis.RedisError:
+            pass  # it lapses on its own within LOCK_SECONDS
 
     threading.Thread(target=renew, name="scheduler-lock", daemon=True).start()
     return release

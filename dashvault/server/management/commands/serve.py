@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashvault.audit import checkpoints
+from dashvault.integrations.models import Integration
 from dashvault.jobs import queue
 from dashvault.lib.crypto import KeyringError
 from dashvault.orgs.keys import keyring
@@ -50,6 +51,9 @@ class Command(BaseCommand):
         # Embedded mode runs the background jobs (integration syncs) in this process; in
         # scale-out mode `dashvault worker` processes do.
         if not settings.REDIS_URL:
+            # This process is the only one running jobs here: a claim left by the last one
+            # (killed mid-sync) is stale, and would hold the integration for an hour.
+            Integration.objects.exclude(running_since=None).update(running_since=None)
             queue.start_in_process()
         # Running jobs finish (graceful) before the process ends, on SIGTERM as on Ctrl-C.
         serve(
