@@ -71,6 +71,8 @@ OUTBOUND_ALLOWED_NETWORKS = parse_networks(envlist("OUTBOUND_ALLOWED_NETWORKS"))
 # Background jobs (dashvault/jobs/queue.py): run each task at once in the caller instead of
 # queueing it (tests; never in production).
 JOBS_IMMEDIATE = envbool("JOBS_IMMEDIATE", False)
+if JOBS_IMMEDIATE and not EMBEDDED:
+    raise ImproperlyConfigured("DASHVAULT_JOBS_IMMEDIATE is for tests: never in production")
 TLS_CERT = envstr("TLS_CERT")  # PEM files; embedded mode generates a self-signed pair
 TLS_KEY = envstr("TLS_KEY")
 HTTP_THREADS = envint("HTTP_THREADS", 8, minimum=1)  # WSGI worker threads per process

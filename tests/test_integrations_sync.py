@@ -403,6 +403,11 @@ def hubspot_millis(day: int) -> str:
     return str(int(utc(2026, 3, day, 15).timestamp()) * 1000 + day)
 
 
+def hubspot_cursor(day: int) -> str:
+    """The cursor kept after deal `day`: five minutes earlier, for HubSpot's index lag."""
+    return str(int(hubspot_millis(day)) - 5 * 60 * 1000)
+
+
 def test_hubspot_connector_searches_deals_page_by_page_then_only_modified_ones(
     services: Services, loopback: None, create: Create, metric: Metric, sleeps: Sleeps
 ) -> None:
@@ -437,7 +442,7 @@ def test_hubspot_connector_searches_deals_page_by_page_then_only_modified_ones(
     )
     assert bodies[0]["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
     assert "filterGroups" not in bodies[0]
-    assert reload(integration).state == hubspot_millis(5)
+    assert reload(integration).state == hubspot_cursor(5)
 
     api.deals.append(hubspot_deals(6)[-1])
     second = run(integration, sleeps)
@@ -450,13 +455,13 @@ def test_hubspot_connector_searches_deals_page_by_page_then_only_modified_ones(
                 {
                     "propertyName": "hs_lastmodifieddate",
                     "operator": "GTE",
-                    "value": hubspot_millis(5),
+                    "value": hubspot_cursor(5),
                 }
             ]
         }
     ]
     assert len(points(metric)) == 6
-    assert reload(integration).state == hubspot_millis(6)
+    assert reload(integration).state == hubspot_cursor(6)
 
     full = run(integration, sleeps, full=True)
 
@@ -1276,3 +1281,44 @@ def test_times_without_an_offset_and_dates_are_read_in_the_orgs_time_zone(
         mapping.points([{"t": "0001-01-01", "v": 1, "i": 1}], rules, "m")
     with pytest.raises(SyncError, match="NUL"):
         mapping.points([{"t": "2024-01-01", "v": 1, "i": "a\x00b"}], rules, "m")
+
+
+def test_hubspot_searches_again_from_the_newest_deal_at_the_end_of_a_search_window(
+    services: Services, loopback: None, create: Create, metric: Metric, sleeps: Sleeps
+) -> None:
+    """HubSpot pages one search through 10,000 results at most: past that the connector
+    searches again from the newest modification seen. Here the window is made tiny."""
+    from dashvault.integrations.connectors import hubspot
+
+    service = services.start()
+    api = HubSpotApi(service, hubspot_deals(7), token=SECRET)
+    integration = create("hubspot", {"url": service.origin(), "mapping": hubspot.DEFAULT_MAPPING})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hubspot, "SEARCH_WINDOW", 102)  # limit 100: a new search after 2
+        record = run(integration, sleeps)
+    assert (record.ok, record.error) == (True, "")
+    assert sorted(p[0] for p in points(metric)) == [str(9000 + i) for i in range(1, 8)]
+    bodies = [s.json() for s in api.searches()]
+    assert all("after" not in b for b in bodies[1:])  # every page a new search
+    starts = [b["filterGroups"][0]["filters"][0]["value"] for b in bodies[1:]]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+
+
+def test_run_records_older_than_ninety_days_are_pruned_but_each_latest_stays(
+    org_a: Organization, create: Create
+) -> None:
+    from dashvault.integrations.jobs import prune_sync_runs
+
+    integration = create("rest", {"url": "https://crm.example/", "mapping": {}})
+    quiet = create("rest", {"url": "https://crm.example/", "mapping": {}}, name="quiet")
+    now = timezone.now()
+    for days in (200, 120, 10):
+        SyncRun.objects.create(
+            org=org_a, integration=integration, started_at=now - dt.timedelta(days=days)
+        )
+    SyncRun.objects.create(org=org_a, integration=quiet, started_at=now - dt.timedelta(days=300))
+    assert prune_sync_runs.call_local() == 2
+    kept = sorted(
+        (r.integration_id == quiet.pk, (now - r.started_at).days) for r in SyncRun.objects.all()
+    )
+    assert kept == [(False, 10), (True, 300)]

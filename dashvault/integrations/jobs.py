@@ -11,31 +11,21 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.db import close_old_connections
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 from huey import crontab
 
 from dashvault.integrations import sync
 from dashvault.integrations.connectors.session import SyncError
-from dashvault.integrations.models import Integration
+from dashvault.integrations.models import Integration, SyncRun
 from dashvault.jobs.queue import huey
 
 logger = logging.getLogger(__name__)
-TEST_FAILED = "An unexpected error stopped the test; the operators have the details."
 
 
 @huey.task()
 def sync_integration(integration_id: str, full: bool = False) -> None:
-    # Worker threads hold their own connections: fresh ones per job (unless run in the
-    # caller, as in tests), closed after it.
-    if not huey.immediate:
-        close_old_connections()
-    try:
-        sync.run(integration_id, full=full)
-    finally:
-        if not huey.immediate:
-            close_old_connections()
+    sync.run(integration_id, full=full)
 
 
 @huey.task()
@@ -45,8 +35,6 @@ def test_with_stored_credential(
     """A connection test of an existing integration whose form left the secret empty: the
     stored credential is opened here, in a job, as for a sync (never in a web request).
     Returns the preview's fields, or {"error": sentence}."""
-    if not huey.immediate:
-        close_old_connections()
     try:
         integration = Integration.objects.select_related("org").get(pk=integration_id)
         preview = sync.preview(
@@ -61,10 +49,7 @@ def test_with_stored_credential(
         return {"error": str(exc)}
     except Exception:
         logger.exception("integrations: connection test of %s failed", integration_id)
-        return {"error": TEST_FAILED}
-    finally:
-        if not huey.immediate:
-            close_old_connections()
+        return {"error": sync.UNEXPECTED_TEST}
     return {"records": preview.records, "rows": preview.rows, "skipped": preview.skipped}
 
 
@@ -88,3 +73,17 @@ def queue_due_syncs() -> int:
             sync_integration(str(pk))
             queued += 1
     return queued
+
+
+RUNS_KEPT = dt.timedelta(days=90)
+
+
+@huey.periodic_task(crontab(minute="17", hour="3"))
+def prune_sync_runs() -> int:
+    """Delete run records older than RUNS_KEPT (daily); returns how many. The latest run of
+    each integration stays whatever its age, so its page always shows how it last went."""
+    latest = SyncRun.objects.filter(integration=OuterRef("integration")).order_by("-started_at")
+    old = SyncRun.objects.filter(started_at__lt=timezone.now() - RUNS_KEPT).exclude(
+        pk=Subquery(latest.values("pk")[:1])
+    )
+    return int(old.delete()[0])

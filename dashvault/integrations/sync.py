@@ -35,6 +35,7 @@ MAX_RECORDS = 1_000_000  # one sync holds its records in memory, and stores them
 STATE_LENGTH = 200  # Integration.state
 PREVIEW_ROWS = 10
 UNEXPECTED = "An unexpected error stopped the sync; the operators have the details."
+UNEXPECTED_TEST = "An unexpected error stopped the test; the operators have the details."
 
 
 def seal_credential(integration: Integration, secret: str) -> bytes:

@@ -125,7 +125,7 @@ def _preview(
     except Exception:
         # As in a sync run: the details go to the operators' log, the page gets a sentence.
         logger.exception("integrations: connection test failed")
-        return None, sync.UNEXPECTED.replace("the sync", "the test")
+        return None, sync.UNEXPECTED_TEST
     return preview, ""
 
 

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from huey import MemoryHuey, RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer
@@ -31,6 +32,20 @@ def _make() -> Huey:
 
 
 huey = _make()
+
+
+@huey.pre_execute()
+def _fresh_connections(task: Any) -> None:
+    # Worker threads hold their own database connections: fresh ones for each job (unless
+    # jobs run in the caller, as in tests), closed after it.
+    if not huey.immediate:
+        close_old_connections()
+
+
+@huey.post_execute()
+def _close_connections(task: Any, task_value: Any, exc: BaseException | None) -> None:
+    if not huey.immediate:
+        close_old_connections()
 
 
 class InProcessConsumer(Consumer):  # type: ignore[misc]  # huey ships no type hints

@@ -13,6 +13,8 @@ from typing import Any
 from dashvault.integrations.connectors.session import MAX_PAGES, Session, SyncError
 
 BASE = "https://api.hubapi.com"
+SEARCH_WINDOW = 10_000  # results one search can page through
+INDEX_LAG_MS = 5 * 60 * 1000
 PROPERTIES = ["amount", "closedate", "dealstage", "pipeline", "hubspot_owner_id", "dealname"]
 
 
@@ -27,18 +29,9 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
         "properties": properties,
         "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
     }
-    if session.state and not full:
-        body["filterGroups"] = [
-            {
-                "filters": [
-                    {
-                        "propertyName": "hs_lastmodifieddate",
-                        "operator": "GTE",
-                        "value": session.state,
-                    }
-                ]
-            }
-        ]
+    since = session.state if not full else ""
+    if since:
+        body["filterGroups"] = _modified_since(since)
     newest = session.state
     for _ in range(MAX_PAGES):
         data = session.post_json(url, body)
@@ -59,10 +52,23 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
         after = ((data.get("paging") or {}).get("next") or {}).get("after")
         if not after:
             break
+        if str(after).isdigit() and int(after) >= SEARCH_WINDOW - body["limit"]:
+            # The search API pages no further than 10,000 results: search again from the
+            # newest modification seen (sorted ascending, so nothing is skipped; the deals at
+            # that very millisecond come again and replace themselves by id).
+            body.pop("after", None)
+            body["filterGroups"] = _modified_since(newest)
+            continue
         body["after"] = after
     else:
         raise SyncError(f"More than {MAX_PAGES} pages: stopped.")
-    session.state = newest
+    # A few minutes back: HubSpot's search index shows a change a little after it happened.
+    session.state = str(max(int(newest) - INDEX_LAG_MS, 0)) if newest else ""
+
+
+def _modified_since(millis: str) -> list[dict[str, Any]]:
+    filters = [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": millis}]
+    return [{"filters": filters}]
 
 
 def _millis(value: Any) -> str:
