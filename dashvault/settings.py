@@ -70,6 +70,14 @@ TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))
 OUTBOUND_ALLOWED_NETWORKS = parse_networks(envlist("OUTBOUND_ALLOWED_NETWORKS"))
 # Background jobs (dashvault/jobs/queue.py): run each task at once in the caller instead of
 # queueing it (tests; never in production).
+# Backups (dashvault/backups): encrypted to this age public key; none are made without it.
+BACKUP_RECIPIENT = envstr("BACKUP_RECIPIENT")
+BACKUP_DIR = Path(envstr("BACKUP_DIR", str(DATA_DIR / "backups"))).resolve()
+BACKUP_EVERY_HOURS = envint("BACKUP_EVERY_HOURS", 6, minimum=1)
+BACKUP_KEEP_HOURS = envint("BACKUP_KEEP_HOURS", 24)
+BACKUP_KEEP_DAILY = envint("BACKUP_KEEP_DAILY", 7)
+BACKUP_KEEP_WEEKLY = envint("BACKUP_KEEP_WEEKLY", 5)
+BACKUP_KEEP_MONTHLY = envint("BACKUP_KEEP_MONTHLY", 13)
 JOBS_IMMEDIATE = envbool("JOBS_IMMEDIATE", False)
 if JOBS_IMMEDIATE and not EMBEDDED:
     raise ImproperlyConfigured("DASHVAULT_JOBS_IMMEDIATE is for tests: never in production")
@@ -101,6 +109,7 @@ INSTALLED_APPS = [
     "dashvault.grants",
     "dashvault.integrations",
     "dashvault.jobs",
+    "dashvault.backups",
     "dashvault.audit",
     "dashvault.server",
     "dashvault.live",

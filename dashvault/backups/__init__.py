@@ -1,0 +1,1 @@
+"""Encrypted backups (age), their retention, restore and trial restore."""

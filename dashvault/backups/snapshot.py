@@ -1,0 +1,410 @@
+"""Making, listing, checking and restoring encrypted backups.
+
+A backup is two files in settings.BACKUP_DIR:
+- `<name>.<ext>.age`: the database, encrypted to the operator's age public key
+  (settings.BACKUP_RECIPIENT). For SQLite the payload is the gzip of a copy taken with SQLite's
+  online backup API (one step: in WAL mode it reads one consistent snapshot and blocks no
+  writer); for PostgreSQL it is `pg_dump -Fc` (compressed already). The standard tool reads it:
+  `age -d -i key.txt NAME.sqlite3.gz.age | gunzip > dashvault.sqlite3`.
+- `<name>.json`: the manifest (time, engine, file, size, SHA-256, schema version per app, the
+  dashvault version), written last: a backup without one (crashed, interrupted) does not count,
+  and `prune` removes its leftovers.
+
+Security contract: the running service holds only the public key, so it cannot read any backup
+it made; restoring needs the private key, which the operator keeps offline. Nothing is
+restored from a file whose SHA-256 differs from its manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyrage
+from django.conf import settings
+from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
+from pyrage import x25519
+
+FORMAT = 1
+CHUNK = 1024 * 1024
+PART = ".part"  # a file being written; never a backup
+LEFTOVER_AGE = 24 * 3600  # seconds after which an incomplete backup's files are removed
+
+
+class BackupError(Exception):
+    """A backup that cannot be made, read or restored; the message is for operators."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    name: str
+    created_at: dt.datetime
+    engine: str
+    file: str
+    size: int
+    sha256: str
+    schema: dict[str, str]
+    version: str
+
+    @property
+    def path(self) -> Path:
+        return directory() / self.file
+
+
+def directory() -> Path:
+    return Path(settings.BACKUP_DIR)
+
+
+def keygen() -> tuple[str, str]:
+    """A new age key pair: (public key for DASHVAULT_BACKUP_RECIPIENT, private key to keep
+    offline)."""
+    identity = x25519.Identity.generate()
+    return str(identity.to_public()), str(identity)
+
+
+def recipient() -> Any:
+    key = str(settings.BACKUP_RECIPIENT or "").strip()
+    if not key:
+        raise BackupError(
+            "No backup key: set DASHVAULT_BACKUP_RECIPIENT to an age public key "
+            "(`dashvault backup keygen` makes a pair)."
+        )
+    try:
+        return x25519.Recipient.from_str(key)
+    except pyrage.RecipientError:
+        raise BackupError(
+            "DASHVAULT_BACKUP_RECIPIENT is not an age public key (age1...)."
+        ) from None
+
+
+def create(now: dt.datetime | None = None) -> Backup:
+    """Take a consistent snapshot of the database, encrypt it and write its manifest."""
+    target = recipient()
+    now = now or dt.datetime.now(dt.UTC)
+    folder = directory()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = "dashvault-" + now.strftime("%Y%m%dT%H%M%S%fZ")
+    engine = connection.vendor
+    file = f"{name}.sqlite3.gz.age" if engine == "sqlite" else f"{name}.pgdump.age"
+    final, part = folder / file, folder / (file + PART)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        plain = Path(scratch) / "payload"
+        if engine == "sqlite":
+            _sqlite_snapshot(Path(scratch) / "copy.sqlite3", plain)
+        else:
+            _pg_dump(plain)
+        with open(plain, "rb") as source, open(part, "wb") as sink:
+            pyrage.encrypt_io(source, sink, [target])
+            sink.flush()
+            os.fsync(sink.fileno())
+    os.chmod(part, 0o600)
+    os.replace(part, final)
+    backup = Backup(
+        name=name,
+        created_at=now,
+        engine=engine,
+        file=file,
+        size=final.stat().st_size,
+        sha256=_sha256(final),
+        schema=_schema(),
+        version=_version(),
+    )
+    _write_manifest(backup)
+    return backup
+
+
+def _sqlite_snapshot(copy: Path, payload: Path) -> None:
+    source = sqlite3.connect(settings.DATABASES["default"]["NAME"])
+    destination = sqlite3.connect(copy)
+    try:
+        # One step: in WAL mode one read transaction, one consistent snapshot, no writer
+        # blocked; in steps SQLite would restart the copy whenever another connection writes.
+        source.backup(destination, pages=-1)
+    finally:
+        destination.close()
+        source.close()
+    with open(copy, "rb") as raw, gzip.open(payload, "wb", compresslevel=6) as packed:
+        shutil.copyfileobj(raw, packed, CHUNK)
+
+
+def _pg_dump(payload: Path) -> None:
+    db = settings.DATABASES["default"]
+    command = ["pg_dump", "-Fc", "--no-owner", "-f", str(payload), *_pg_args(db)]
+    done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise BackupError(f"pg_dump failed: {done.stderr.strip()[-300:]}")
+
+
+def _pg_args(db: Mapping[str, Any]) -> list[str]:
+    args = ["-d", str(db["NAME"])]
+    if db.get("HOST"):
+        args += ["-h", str(db["HOST"])]
+    if db.get("PORT"):
+        args += ["-p", str(db["PORT"])]
+    if db.get("USER"):
+        args += ["-U", str(db["USER"])]
+    return args
+
+
+def _pg_env(db: Mapping[str, Any]) -> dict[str, str]:
+    env = dict(os.environ)
+    if db.get("PASSWORD"):
+        env["PGPASSWORD"] = str(db["PASSWORD"])  # never on the command line
+    return env
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _schema() -> dict[str, str]:
+    """Each app's newest applied migration."""
+    newest: dict[str, str] = {}
+    for app, name in MigrationRecorder(connection).migration_qs.values_list("app", "name"):
+        newest[app] = max(newest.get(app, ""), name)
+    return dict(sorted(newest.items()))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("dashvault")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _write_manifest(backup: Backup) -> None:
+    path = directory() / f"{backup.name}.json"
+    data = {
+        "format": FORMAT,
+        "name": backup.name,
+        "created_at": backup.created_at.isoformat(),
+        "engine": backup.engine,
+        "file": backup.file,
+        "size": backup.size,
+        "sha256": backup.sha256,
+        "schema": backup.schema,
+        "version": backup.version,
+    }
+    part = path.with_name(path.name + PART)
+    part.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.chmod(part, 0o600)
+    os.replace(part, path)
+
+
+def backups() -> list[Backup]:
+    """Every complete backup (manifest and file present), oldest first."""
+    found = []
+    for manifest in sorted(directory().glob("dashvault-*.json")):
+        try:
+            data = json.loads(manifest.read_text())
+            backup = Backup(
+                name=str(data["name"]),
+                created_at=dt.datetime.fromisoformat(data["created_at"]),
+                engine=str(data["engine"]),
+                file=str(data["file"]),
+                size=int(data["size"]),
+                sha256=str(data["sha256"]),
+                schema=dict(data["schema"]),
+                version=str(data["version"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # not a manifest of ours: listed by nobody, pruned by nobody
+        if backup.path.exists():
+            found.append(backup)
+    return sorted(found, key=lambda b: b.created_at)
+
+
+def find(name: str) -> Backup:
+    for backup in backups():
+        if name in (backup.name, backup.file, f"{backup.name}.json"):
+            return backup
+    raise BackupError(f"No complete backup named {name!r} in {directory()}.")
+
+
+def delete(backup: Backup) -> None:
+    """The file first, then the manifest: a half-deleted backup is no longer listed."""
+    backup.path.unlink(missing_ok=True)
+    (directory() / f"{backup.name}.json").unlink(missing_ok=True)
+
+
+def leftovers() -> list[Path]:
+    """Files of backups that never completed (no manifest), and orphaned parts."""
+    names = {b.file for b in backups()} | {f"{b.name}.json" for b in backups()}
+    old = time.time() - LEFTOVER_AGE  # younger ones may belong to a backup being written
+    return [
+        path
+        for path in directory().glob("dashvault-*")
+        if path.is_file() and path.name not in names and path.stat().st_mtime < old
+    ]
+
+
+def identity_from(path: Path) -> Any:
+    """The age private key in `path` (the line starting AGE-SECRET-KEY-)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise BackupError(f"Cannot read the key file: {exc.strerror}.") from None
+    for line in lines:
+        if line.strip().startswith("AGE-SECRET-KEY-"):
+            try:
+                return x25519.Identity.from_str(line.strip())
+            except pyrage.IdentityError:
+                break
+    raise BackupError(f"{path} holds no age private key (AGE-SECRET-KEY-...).")
+
+
+def decrypt_to(backup: Backup, identity: Any, payload: Path) -> None:
+    """Check the SHA-256 against the manifest, then decrypt the backup into `payload` (for
+    SQLite: the database file itself, unzipped)."""
+    if backup.path.stat().st_size != backup.size or _sha256(backup.path) != backup.sha256:
+        raise BackupError(
+            f"{backup.file} is not the file its manifest describes (size or SHA-256 differ): "
+            "it was changed, truncated or damaged. Nothing was restored."
+        )
+    encrypted = payload.with_name(payload.name + ".dec")
+    try:
+        with open(backup.path, "rb") as source, open(encrypted, "wb") as sink:
+            pyrage.decrypt_io(source, sink, [identity])
+    except pyrage.DecryptError:
+        encrypted.unlink(missing_ok=True)
+        raise BackupError(
+            f"{backup.file} does not decrypt with this key (a different key, or a damaged "
+            "file). Nothing was restored."
+        ) from None
+    if backup.engine == "sqlite":
+        try:
+            with gzip.open(encrypted, "rb") as packed, open(payload, "wb") as raw:
+                shutil.copyfileobj(packed, raw, CHUNK)
+        except (OSError, EOFError) as exc:
+            raise BackupError(f"{backup.file} does not unpack: {exc}.") from None
+        finally:
+            encrypted.unlink(missing_ok=True)
+    else:
+        os.replace(encrypted, payload)
+
+
+def check_sqlite(path: Path, backup: Backup) -> int:
+    """A restored SQLite database: intact, and at the backup's schema; returns its table
+    count."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        result = db.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise BackupError(f"The restored database fails its integrity check: {result}.")
+        tables = db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+        applied: dict[str, str] = {}
+        for app, name in db.execute("SELECT app, name FROM django_migrations"):
+            applied[app] = max(applied.get(app, ""), name)
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"The restored file is not a usable SQLite database: {exc}.") from None
+    finally:
+        db.close()
+    if dict(sorted(applied.items())) != backup.schema:
+        raise BackupError("The restored database's migrations differ from the manifest.")
+    return int(tables[0])
+
+
+def restore_sqlite(backup: Backup, identity: Any, target: Path, *, replace: bool) -> int:
+    """Rebuild the SQLite database at `target` from `backup`; returns its table count. The
+    server must be stopped (its files are replaced)."""
+    if backup.engine != "sqlite":
+        raise BackupError(f"{backup.file} is a {backup.engine} backup; this database is SQLite.")
+    if target.exists() and not replace:
+        raise BackupError(f"{target} exists: stop the server and pass --replace to overwrite it.")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fresh = target.with_name(target.name + ".restoring")
+    try:
+        decrypt_to(backup, identity, fresh)
+        tables = check_sqlite(fresh, backup)
+        for suffix in ("-wal", "-shm"):  # the old database's log must not meet the new file
+            target.with_name(target.name + suffix).unlink(missing_ok=True)
+        os.replace(fresh, target)
+    finally:
+        fresh.unlink(missing_ok=True)
+    return tables
+
+
+def restore_postgresql(backup: Backup, identity: Any) -> None:
+    """Replace the configured PostgreSQL database's contents with `backup` (pg_restore
+    --clean); the servers must be stopped."""
+    if backup.engine != "postgresql":
+        raise BackupError(
+            f"{backup.file} is a {backup.engine} backup; this database is PostgreSQL."
+        )
+    db = settings.DATABASES["default"]
+    with tempfile.TemporaryDirectory() as scratch:
+        payload = Path(scratch) / "dump"
+        decrypt_to(backup, identity, payload)
+        command = [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            *_pg_args(db),
+            str(payload),
+        ]
+        done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise BackupError(f"pg_restore failed: {done.stderr.strip()[-300:]}")
+
+
+def verify(backup: Backup, identity: Any) -> int:
+    """A trial restore into a scratch database (SQLite: a scratch file; PostgreSQL: a scratch
+    database, dropped after); returns the number of tables restored."""
+    with tempfile.TemporaryDirectory() as scratch:
+        payload = Path(scratch) / "trial"
+        decrypt_to(backup, identity, payload)
+        if backup.engine == "sqlite":
+            return check_sqlite(payload, backup)
+        return _trial_pg_restore(payload)
+
+
+def _trial_pg_restore(payload: Path) -> int:
+    import secrets
+
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    scratch = f"dashvault_verify_{secrets.token_hex(6)}"
+    admin: dict[str, Any] = {
+        "dbname": str(db["NAME"]),
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+    }
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')  # a name made here, not input
+    try:
+        command = ["pg_restore", "--no-owner", *_pg_args({**db, "NAME": scratch}), str(payload)]
+        done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise BackupError(
+                f"pg_restore into a scratch database failed: {done.stderr.strip()[-300:]}"
+            )
+        with psycopg.connect(**{**admin, "dbname": scratch}) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        with psycopg.connect(**admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
