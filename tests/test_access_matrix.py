@@ -661,6 +661,7 @@ INTEGRATION_FORM = {
     "auth": "none",
     "map_timestamp": "closed",
     "map_value": "amount",
+    "map_id": "id",
     "enabled": "on",
 }
 

@@ -88,7 +88,7 @@ def test_an_admin_connects_a_rest_api_and_sees_its_numbers_on_a_dashboard(
     field(page, "Time field").fill("closed")
     field(page, "Value field").fill("amount")
     field(page, "Dimension field (optional)").fill("rep")
-    field(page, "Id field (optional)").fill("id")
+    field(page, "Id field").fill("id")
     field(page, "CA certificate (PEM, optional)").fill(deal_service.ca_pem)
     page.get_by_label("Secret (API key").fill(SECRET)
 
