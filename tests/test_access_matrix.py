@@ -815,7 +815,7 @@ class ApiEndpointChecks:
             config={
                 "url": "https://crm.example/deals",
                 "auth": "bearer",
-                "mapping": {"timestamp": "t", "value": "v"},
+                "mapping": {"timestamp": "t", "value": "v", "id": "i"},
             },
             secret=MATRIX_SECRETS[0],
         )
@@ -903,7 +903,10 @@ class TestApiIntegrationCreate(ApiEndpointChecks):
         "name": "New deals",
         "kind": "rest",
         "metric": "revenue_a",  # another org's token names a metric it does not have: 422
-        "config": {"url": "https://crm.example/new", "mapping": {"timestamp": "t", "value": "v"}},
+        "config": {
+            "url": "https://crm.example/new",
+            "mapping": {"timestamp": "t", "value": "v", "id": "i"},
+        },
         "credential": MATRIX_SECRETS[1],
     }
     ok_status = (201,)
