@@ -226,7 +226,7 @@ def backups() -> list[Backup]:
                 version=str(data["version"]),
             )
         except (ValueError, KeyError, TypeError):
-            continue  # not a manifest of ours: listed by nobody, pruned by nobody
+            continue  # unreadable: not listed, and its files are left for the operator
         if backup.path.exists():
             found.append(backup)
     return sorted(found, key=lambda b: b.created_at)
@@ -246,13 +246,17 @@ def delete(backup: Backup) -> None:
 
 
 def leftovers() -> list[Path]:
-    """Files of backups that never completed (no manifest), and orphaned parts."""
-    names = {b.file for b in backups()} | {f"{b.name}.json" for b in backups()}
+    """Files of backups that never completed (no manifest), and orphaned parts, a day old."""
+    # Anything with a manifest beside it, readable or not, is the operator's to look at:
+    # only files that never got one go.
+    with_manifest = {path.name[: -len(".json")] for path in directory().glob("dashvault-*.json")}
     old = time.time() - LEFTOVER_AGE  # younger ones may belong to a backup being written
     return [
         path
         for path in directory().glob("dashvault-*")
-        if path.is_file() and path.name not in names and path.stat().st_mtime < old
+        if path.is_file()
+        and path.name.split(".", 1)[0] not in with_manifest
+        and path.stat().st_mtime < old
     ]
 
 
