@@ -123,7 +123,7 @@ runs = SyncRun.objects.filter(integration=integration).order_by("started_at")
 points = DataPoint.objects.filter(metric_id=integration.metric_id).order_by("external_id")
 print(json.dumps({{
     "runs": [[r.ok, r.records, r.error, r.finished_at is not None] for r in runs],
-    "points": [[p.external_id, p.value, p.dimension] for p in points],
+    "points": [[p.external_id.split(":", 1)[1], p.value, p.dimension] for p in points],
     "running": integration.running_since is not None,
     "next_run": integration.next_run_at is not None,
 }}))
