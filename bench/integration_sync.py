@@ -468,7 +468,8 @@ def stored(db: Path, org_hex: str) -> Stored:
         synced = con.execute(count, (ids[SYNCED],)).fetchone()[0]
         same = con.execute(
             "SELECT COUNT(*) FROM metrics_datapoint AS s JOIN metrics_datapoint AS p "
-            "ON p.metric_id = ? AND p.external_id = s.external_id "
+            # A synced point's id carries its integration's prefix ("<integration id>:").
+            "ON p.metric_id = ? AND p.external_id = substr(s.external_id, 38) "
             "WHERE s.metric_id = ? AND p.ts = s.ts AND p.value = s.value "
             "AND p.dimension = s.dimension",
             (ids[PUSHED], ids[SYNCED]),
