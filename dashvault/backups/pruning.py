@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 from django.conf import settings
 
@@ -33,5 +34,8 @@ def prune(now: dt.datetime | None = None) -> list[snapshot.Backup]:
     for backup in deleted:
         snapshot.delete(backup)
     for path in snapshot.leftovers():
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return deleted

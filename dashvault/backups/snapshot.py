@@ -43,6 +43,7 @@ FORMAT = 1
 CHUNK = 1024 * 1024
 PART = ".part"  # a file being written; never a backup
 LEFTOVER_AGE = 24 * 3600  # seconds after which an incomplete backup's files are removed
+SCRATCH = "dashvault-scratch-"  # folders holding a plain copy while a backup is made
 
 
 class BackupError(Exception):
@@ -101,7 +102,8 @@ def create(now: dt.datetime | None = None) -> Backup:
     engine = connection.vendor
     file = f"{name}.sqlite3.gz.age" if engine == "sqlite" else f"{name}.pgdump.age"
     final, part = folder / file, folder / (file + PART)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+    # The plain copy lives only while this runs; a killed run's is removed by prune.
+    with tempfile.TemporaryDirectory(prefix=SCRATCH, dir=folder) as scratch:
         plain = Path(scratch) / "payload"
         if engine == "sqlite":
             _sqlite_snapshot(Path(scratch) / "copy.sqlite3", plain)
@@ -254,9 +256,9 @@ def leftovers() -> list[Path]:
     return [
         path
         for path in directory().glob("dashvault-*")
-        if path.is_file()
-        and path.name.split(".", 1)[0] not in with_manifest
-        and path.stat().st_mtime < old
+        if (path.is_dir() and path.name.startswith(SCRATCH))
+        or (path.is_file() and path.name.split(".", 1)[0] not in with_manifest)
+        if path.stat().st_mtime < old
     ]
 
 
@@ -342,7 +344,8 @@ def restore_sqlite(backup: Backup, identity: Any, target: Path, *, replace: bool
             target.with_name(target.name + suffix).unlink(missing_ok=True)
         os.replace(fresh, target)
     finally:
-        fresh.unlink(missing_ok=True)
+        for leftover in (fresh, *(fresh.with_name(fresh.name + x) for x in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
     return tables
 
 
@@ -378,10 +381,10 @@ def verify(backup: Backup, identity: Any) -> int:
         decrypt_to(backup, identity, payload)
         if backup.engine == "sqlite":
             return check_sqlite(payload, backup)
-        return _trial_pg_restore(payload)
+        return _trial_pg_restore(payload, backup)
 
 
-def _trial_pg_restore(payload: Path) -> int:
+def _trial_pg_restore(payload: Path, backup: Backup) -> int:
     import secrets
 
     import psycopg
@@ -408,6 +411,11 @@ def _trial_pg_restore(payload: Path) -> int:
             row = conn.execute(
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchone()
+            applied: dict[str, str] = {}
+            for app, name in conn.execute("SELECT app, name FROM django_migrations"):
+                applied[app] = max(applied.get(app, ""), name)
+        if dict(sorted(applied.items())) != backup.schema:
+            raise BackupError("The restored database's migrations differ from the manifest.")
         return int(row[0]) if row else 0
     finally:
         with psycopg.connect(**admin, autocommit=True) as conn:
