@@ -7,7 +7,7 @@ import logging
 from django.conf import settings
 from huey import crontab
 
-from dashvault.backups import pruning, snapshot
+from dashvault.backups import pruning, snapshot, status
 from dashvault.jobs.queue import huey
 
 logger = logging.getLogger(__name__)
@@ -31,3 +31,22 @@ def scheduled_backup() -> None:
         return
     logger.info("backups: %s written (%d bytes)", backup.file, backup.size)
     pruning.prune()
+
+
+@huey.periodic_task(crontab(minute="37"))
+def check_backup_age() -> bool:
+    """Hourly: an error line in the log while no good backup is younger than twice the
+    interval (the staff page shows the same); returns whether backups are stale."""
+    current = status.status()
+    if current.stale:
+        since = (
+            "none was ever made"
+            if current.last is None
+            else f"the last good one is {current.hours_since:.0f} hours old"
+        )
+        logger.error(
+            "backups: ALERT no good backup within %d hours: %s",
+            2 * settings.BACKUP_EVERY_HOURS,
+            since,
+        )
+    return current.stale

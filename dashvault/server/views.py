@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
+from dashvault.backups import status
 from dashvault.orgs.models import Organization
 from dashvault.policy.principal import Principal, principal_from_request, staff_required
 
@@ -25,7 +27,10 @@ def staff_home(request: HttpRequest, principal: Principal) -> HttpResponse:
     orgs = Organization.objects.order_by("name").values(
         "id", "name", "created_at", "allowed_networks"
     )
-    return render(request, "server/staff_home.html", {"orgs": orgs})
+    backups = status.status()
+    hours = 2 * settings.BACKUP_EVERY_HOURS
+    context = {"orgs": orgs, "backups": backups, "backup_hours": hours}
+    return render(request, "server/staff_home.html", context)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
