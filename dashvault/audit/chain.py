@@ -41,21 +41,9 @@ def chain_of(org_id: object) -> str:
     return PLATFORM if org_id is None else str(org_id)
 
 
-RECORD_COLUMNS = (
-    "id",
-    "org_id",
-    "seq",
-    "prev",
-    "at",
-    "action",
-    "actor_kind",
-    "actor_id",
-    "target_type",
-    "target_id",
-    "ip",
-    "detail",
-    "mac",
-)
+# The stored columns of an entry: its id, the org (the chain derives from it), the fields the
+# MAC covers, and the MAC. SQLITE_RECORDS selects them in this order.
+RECORD_COLUMNS = ("id", "org_id", *hashchain.FIELDS[1:], "mac")
 
 
 def as_record(row: dict[str, Any]) -> dict[str, Any]:

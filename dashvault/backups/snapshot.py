@@ -27,7 +27,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -179,10 +179,20 @@ def _sha256(path: Path) -> str:
 
 def _schema() -> dict[str, str]:
     """Each app's newest applied migration."""
+    return _newest(MigrationRecorder(connection).migration_qs.values_list("app", "name"))
+
+
+def _newest(migrations: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """(app, migration) rows as each app's newest migration, by app: what a manifest records."""
     newest: dict[str, str] = {}
-    for app, name in MigrationRecorder(connection).migration_qs.values_list("app", "name"):
+    for app, name in migrations:
         newest[app] = max(newest.get(app, ""), name)
     return dict(sorted(newest.items()))
+
+
+def _check_schema(migrations: Iterable[tuple[str, str]], backup: Backup) -> None:
+    if _newest(migrations) != backup.schema:
+        raise BackupError("The restored database's migrations differ from the manifest.")
 
 
 def _version() -> str:
@@ -316,15 +326,12 @@ def check_sqlite(path: Path, backup: Backup) -> int:
         if result != "ok":
             raise BackupError(f"The restored database fails its integrity check: {result}.")
         tables = db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()
-        applied: dict[str, str] = {}
-        for app, name in db.execute("SELECT app, name FROM django_migrations"):
-            applied[app] = max(applied.get(app, ""), name)
+        applied = list(db.execute("SELECT app, name FROM django_migrations"))
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"The restored file is not a usable SQLite database: {exc}.") from None
     finally:
         db.close()
-    if dict(sorted(applied.items())) != backup.schema:
-        raise BackupError("The restored database's migrations differ from the manifest.")
+    _check_schema(applied, backup)
     return int(tables[0])
 
 
@@ -411,11 +418,8 @@ def _trial_pg_restore(payload: Path, backup: Backup) -> int:
             row = conn.execute(
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchone()
-            applied: dict[str, str] = {}
-            for app, name in conn.execute("SELECT app, name FROM django_migrations"):
-                applied[app] = max(applied.get(app, ""), name)
-        if dict(sorted(applied.items())) != backup.schema:
-            raise BackupError("The restored database's migrations differ from the manifest.")
+            applied = list(conn.execute("SELECT app, name FROM django_migrations"))
+        _check_schema(applied, backup)
         return int(row[0]) if row else 0
     finally:
         with psycopg.connect(**admin, autocommit=True) as conn:

@@ -57,7 +57,7 @@ def points(
     return Mapped(out, skipped)
 
 
-THOUSANDS = {
+THOUSANDS = {  # a number written with thousands separators, per decimal mark
     ".": re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$"),
     ",": re.compile(r"^[-+]?\d{1,3}(\.\d{3})+(,\d+)?$"),
 }
