@@ -2,16 +2,23 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
+# sslyze needs an older `cryptography` than dashvault: it gets a venv of its own.
+TLS_VENV := .venv-tls
 PYTHON ?= python3
 export DASHVAULT_DATA_DIR ?= $(CURDIR)/data
 
 .PHONY: setup assets run test lint bench clean
 
-setup: $(VENV)/.installed assets
+setup: $(VENV)/.installed $(TLS_VENV)/.installed assets
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(TLS_VENV)/.installed: tls-scan-requirements.txt
+	$(PYTHON) -m venv $(TLS_VENV)
+	$(TLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tls-scan-requirements.txt
 	touch $@
 
 # Front-end libraries from npm (lock file committed), copied to where Django serves them.
@@ -32,6 +39,7 @@ run: setup
 # and the suite runs a second time on PostgreSQL.
 test: setup
 	$(BIN)/ruff check dashvault tests bench
+	bash .ci/security-checks
 	$(BIN)/mypy dashvault
 	DASHVAULT_DATA_DIR=$$(mktemp -d) $(BIN)/dashvault makemigrations --check --dry-run
 	$(BIN)/pytest
@@ -55,4 +63,4 @@ bench: setup
 	done; exit $$status
 
 clean:
-	rm -rf $(VENV) node_modules dashvault/static/vendor
+	rm -rf $(VENV) $(TLS_VENV) node_modules dashvault/static/vendor
