@@ -68,9 +68,10 @@ TRUSTED_PROXIES = parse_networks(envlist("TRUSTED_PROXIES"))
 # Networks outbound requests (connectors) may reach although not public: an operator's own
 # services inside the network. Empty: public addresses only (dashvault/lib/http.py).
 OUTBOUND_ALLOWED_NETWORKS = parse_networks(envlist("OUTBOUND_ALLOWED_NETWORKS"))
-# Background jobs (dashvault/jobs/queue.py): run each task at once in the caller instead of
-# queueing it (tests; never in production).
 # Backups (dashvault/backups): encrypted to this age public key; none are made without it.
+# Made in BACKUP_DIR and kept there, or uploaded to an S3-compatible bucket when one is set
+# (credentials from boto3's usual chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or
+# an instance role). BACKUP_S3_LOCK_DAYS > 0 locks each backup with S3 Object Lock.
 BACKUP_RECIPIENT = envstr("BACKUP_RECIPIENT")
 BACKUP_DIR = Path(envstr("BACKUP_DIR", str(DATA_DIR / "backups"))).resolve()
 BACKUP_EVERY_HOURS = envint("BACKUP_EVERY_HOURS", 6, minimum=1)
@@ -78,6 +79,20 @@ BACKUP_KEEP_HOURS = envint("BACKUP_KEEP_HOURS", 24)
 BACKUP_KEEP_DAILY = envint("BACKUP_KEEP_DAILY", 7)
 BACKUP_KEEP_WEEKLY = envint("BACKUP_KEEP_WEEKLY", 5)
 BACKUP_KEEP_MONTHLY = envint("BACKUP_KEEP_MONTHLY", 13)
+BACKUP_S3_BUCKET = envstr("BACKUP_S3_BUCKET")
+BACKUP_S3_PREFIX = envstr("BACKUP_S3_PREFIX")
+BACKUP_S3_ENDPOINT_URL = envstr("BACKUP_S3_ENDPOINT_URL")
+BACKUP_S3_REGION = envstr("BACKUP_S3_REGION")
+BACKUP_S3_LOCK_DAYS = envint("BACKUP_S3_LOCK_DAYS", 0)
+BACKUP_S3_LOCK_MODE = envstr("BACKUP_S3_LOCK_MODE", "COMPLIANCE")
+if BACKUP_S3_LOCK_MODE not in ("COMPLIANCE", "GOVERNANCE"):
+    raise ImproperlyConfigured("DASHVAULT_BACKUP_S3_LOCK_MODE must be COMPLIANCE or GOVERNANCE")
+# The erasure ledger (dashvault/privacy/ledger.py): ids of erased people and deleted orgs, kept
+# outside the database so restores re-apply them. Scale-out: put it on storage every app
+# process shares (a copy also goes to the backup target).
+ERASURE_LEDGER = Path(envstr("ERASURE_LEDGER", str(DATA_DIR / "erasure-ledger.jsonl")))
+# Background jobs (dashvault/jobs/queue.py): run each task at once in the caller instead of
+# queueing it (tests; never in production).
 JOBS_IMMEDIATE = envbool("JOBS_IMMEDIATE", False)
 if JOBS_IMMEDIATE and not EMBEDDED:
     raise ImproperlyConfigured("DASHVAULT_JOBS_IMMEDIATE is for tests: never in production")
@@ -164,7 +179,11 @@ else:
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets readers run during a write; IMMEDIATE avoids upgrade deadlocks.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                    # Deleted rows are zeroed, not left in free space: erasures leave no trace.
+                    "PRAGMA secure_delete=ON;"
+                ),
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },

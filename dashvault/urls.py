@@ -12,6 +12,7 @@ from dashvault.grants import views as grants
 from dashvault.integrations import views as integrations
 from dashvault.kiosk import views as kiosk
 from dashvault.orgs import views as orgs
+from dashvault.privacy import views as privacy
 from dashvault.server import views as server
 from dashvault.sso import views as sso
 
@@ -83,6 +84,8 @@ urlpatterns = [
     path("org/members/<uuid:user_id>/active/", accounts.member_active, name="member_active"),
     path("org/members/<uuid:user_id>/link/", accounts.member_link, name="member_link"),
     path("org/members/<uuid:user_id>/sso/", sso.member_sso, name="member_sso"),
+    path("org/members/<uuid:user_id>/export/", privacy.member_export, name="member_export"),
+    path("org/members/<uuid:user_id>/erase/", privacy.member_erase, name="member_erase"),
     path("org/sso/", sso.sso_settings, name="sso_settings"),
     path("org/sso/mappings/", sso.sso_mapping_add, name="sso_mapping_add"),
     path(
@@ -99,6 +102,9 @@ urlpatterns = [
     path("org/groups/<uuid:group_id>/", orgs.group_edit, name="group_edit"),
     path("org/groups/<uuid:group_id>/delete/", orgs.group_delete, name="group_delete"),
     path("org/settings/", orgs.org_settings, name="org_settings"),
+    path("org/export/", privacy.org_export, name="org_export"),
+    path("org/delete/", privacy.org_delete, name="org_delete"),
+    path("account/data/", privacy.my_data, name="my_data"),
     path("org/tokens/", api_pages.token_list, name="token_list"),
     path("org/tokens/<uuid:token_id>/revoke/", api_pages.token_revoke, name="token_revoke"),
     path("org/kiosks/", kiosk.kiosk_list, name="kiosk_list"),

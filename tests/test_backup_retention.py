@@ -427,14 +427,14 @@ def test_plan_gives_each_backup_its_rule_oldest_first(folder):
 
 def test_prune_deletes_exactly_the_files_of_unkept_backups(folder):
     directory, files = folder
-    gone = pruning.prune(NOW)
+    gone, _ = pruning.prune(NOW)
     doomed = {at(when) for when, rule in FOLDER.items() if rule is None}
     assert {b.created_at for b in gone} == doomed
     for when, (payload, manifest) in files.items():
         assert payload.exists() is (when not in doomed)
         assert manifest.exists() is (when not in doomed)
     assert len(list(directory.iterdir())) == 2 * (len(FOLDER) - len(doomed))
-    assert pruning.prune(NOW) == []  # nothing more to do
+    assert pruning.prune(NOW) == ([], [])  # nothing more to do
     assert all(rule for _, rule in pruning.plan(NOW))
 
 
@@ -450,7 +450,7 @@ def test_prune_follows_the_settings(folder, settings):
         at("2026-02-28 23:30"): DAILY,
         at("2026-01-31 23:59"): MONTHLY,
     }
-    assert len(pruning.prune(NOW)) == len(FOLDER) - 4
+    assert len(pruning.prune(NOW)[0]) == len(FOLDER) - 4
 
 
 def test_prune_removes_old_leftovers_of_incomplete_backups_only(folder):

@@ -70,9 +70,12 @@ from dashvault.accounts.models import User
 from dashvault.audit.models import AuditEntry
 from dashvault.metrics.models import DataPoint, Metric, Rollup
 from dashvault.orgs.models import Organization
-models = (Organization, User, Metric, DataPoint, Rollup, AuditEntry)
+models = (Organization, User, Metric, DataPoint, Rollup)
 state = {
     "counts": {m.__name__: m.objects.count() for m in models},
+    # A restore adds its own entry (backup.restore), counted apart.
+    "audit": AuditEntry.objects.exclude(action="backup.restore").count(),
+    "restores": AuditEntry.objects.filter(action="backup.restore").count(),
     "orgs": sorted(Organization.objects.values_list("name", flat=True)),
     "metrics": sorted(map(list, Metric.objects.values_list("key", "name"))),
     "points": sorted(DataPoint.objects.values_list("value", flat=True)),
@@ -187,7 +190,7 @@ def test_restore_brings_back_the_data_as_it_was_at_backup_time(site: Site, taken
     done = site.run("backup", "restore", taken.name, "--key", str(site.key), "--replace")
     assert f"Restored {taken.file} into {database}" in done.stdout
     restored = site.state()
-    assert restored == taken.state
+    assert restored == {**taken.state, "restores": 1}  # the restore is audited
     assert restored["counts"]["Metric"] == 2 and restored["counts"]["DataPoint"] == 13
     assert restored["orgs"] == ["Acme"]
     assert ["revenue", "Revenue"] in restored["metrics"]
@@ -208,7 +211,7 @@ def test_restore_leaves_no_scratch_files_beside_the_database(site: Site, taken: 
     for path in site.data_dir.glob("*.restoring*"):  # an earlier test's
         path.unlink()
     site.run("backup", "restore", taken.name, "--key", str(site.key), "--replace")
-    assert site.state() == taken.state
+    assert site.state() == {**taken.state, "restores": 1}
     assert not list(site.data_dir.glob("*.restoring*"))
 
 
@@ -466,7 +469,7 @@ def test_postgresql_backup_verify_and_restore(pg_site: Site) -> None:
 
     done = pg_site.run("backup", "restore", file, "--key", str(pg_site.key)).stdout
     assert "Restored" in done
-    assert pg_site.state() == before
+    assert pg_site.state() == {**before, "restores": 1}
 
 
 def tamper_schema(folder: Path, taken_name: str) -> None:
@@ -738,8 +741,8 @@ def test_scheduled_backup_creates_a_backup_and_prunes(db: Any, tmp_path: Path) -
         snapshot.decrypt_to(made[0], snapshot.identity_from(key), payload)
 
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [made[0].file, f"{made[0].name}.json"]
-    )  # no scratch directory left
+        [made[0].file, f"{made[0].name}.json", "datakeys.age", "erasure-ledger.jsonl"]
+    )  # no scratch directory left; the escrow and the ledger's copy beside the backups
     for path in folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     check = sqlite3.connect(payload)

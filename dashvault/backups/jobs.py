@@ -7,8 +7,9 @@ import logging
 from django.conf import settings
 from huey import crontab
 
-from dashvault.backups import pruning, snapshot, status
+from dashvault.backups import escrow, pruning, snapshot, status, targets
 from dashvault.jobs.queue import huey
+from dashvault.privacy import ledger
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,13 @@ def scheduled_backup() -> None:
         logger.error("backups: the scheduled backup failed: %s", exc)
         return
     logger.info("backups: %s written (%d bytes)", backup.file, backup.size)
-    pruning.prune()
+    try:
+        _, held = pruning.prune()
+    except snapshot.BackupError as exc:
+        logger.error("backups: pruning failed: %s", exc)
+        return
+    for reason in held:
+        logger.info("backups: not pruned yet: %s", reason)
 
 
 @huey.periodic_task(crontab(minute="37"))
@@ -50,3 +57,17 @@ def check_backup_age() -> bool:
             since,
         )
     return current.stale
+
+
+@huey.task(retries=3, retry_delay=60)
+def mirror_erasures(keys_changed: bool) -> None:
+    """After an erasure: the ledger's copy on the backup target, and (after an org deletion)
+    the data-key escrow without the deleted org's keys. Every backup does both again."""
+    target = targets.current()
+    try:
+        ledger.mirror(target)
+        if keys_changed and settings.BACKUP_RECIPIENT:
+            escrow.write(target, snapshot.recipient())
+    except (snapshot.BackupError, ledger.LedgerError) as exc:
+        logger.error("backups: the erasure could not be copied to the backup target: %s", exc)
+        raise  # retried; the next backup copies it in any case

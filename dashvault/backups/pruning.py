@@ -1,13 +1,13 @@
-"""Applying the retention rules to the backup folder."""
+"""Applying the retention rules to the backup target."""
 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
+import time
 
 from django.conf import settings
 
-from dashvault.backups import retention, snapshot
+from dashvault.backups import retention, snapshot, targets
 
 
 def rules() -> retention.Rules:
@@ -27,15 +27,22 @@ def plan(now: dt.datetime | None = None) -> list[tuple[snapshot.Backup, str | No
     return [(b, kept.get(b.created_at)) for b in found]
 
 
-def prune(now: dt.datetime | None = None) -> list[snapshot.Backup]:
+def prune(now: dt.datetime | None = None) -> tuple[list[snapshot.Backup], list[str]]:
     """Delete the backups no rule keeps, and leftovers of backups that never completed;
-    returns the deleted backups."""
-    deleted = [backup for backup, rule in plan(now) if rule is None]
-    for backup in deleted:
-        snapshot.delete(backup)
-    for path in snapshot.leftovers():
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return deleted
+    returns the deleted backups, and why any other could not go yet (S3 Object Lock)."""
+    deleted, held = [], []
+    for backup, rule in plan(now):
+        if rule is None:
+            try:
+                snapshot.delete(backup)
+            except snapshot.BackupError as exc:
+                held.append(f"{backup.file}: {exc}")  # locked: a later prune deletes it
+            else:
+                deleted.append(backup)
+    for place, name in snapshot.leftovers():
+        try:
+            place.delete(name)
+        except snapshot.BackupError as exc:
+            held.append(f"{name}: {exc}")
+    targets.current().incomplete_uploads(older_than=time.time() - snapshot.LEFTOVER_AGE)
+    return deleted, held

@@ -35,19 +35,23 @@ from typing import Any
 
 import pyrage
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.migrations.recorder import MigrationRecorder
 from pyrage import x25519
 
+from dashvault.backups import escrow, targets
+from dashvault.backups.errors import BackupError
+from dashvault.orgs.models import DataKey
+from dashvault.privacy import ledger
+
+__all__ = ["BackupError", "Backup"]
+
 FORMAT = 1
 CHUNK = 1024 * 1024
-PART = ".part"  # a file being written; never a backup
+PART = targets.PART
 LEFTOVER_AGE = 24 * 3600  # seconds after which an incomplete backup's files are removed
 SCRATCH = "dashvault-scratch-"  # folders holding a plain copy while a backup is made
-
-
-class BackupError(Exception):
-    """A backup that cannot be made, read or restored; the message is for operators."""
+MANIFEST = ".json"
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,13 @@ class Backup:
     version: str
 
     @property
-    def path(self) -> Path:
-        return directory() / self.file
+    def manifest(self) -> str:
+        return self.name + MANIFEST
 
 
 def directory() -> Path:
-    return Path(settings.BACKUP_DIR)
+    """The local folder backups are made in (the folder target keeps them there too)."""
+    return targets.staging()
 
 
 def keygen() -> tuple[str, str]:
@@ -93,15 +98,16 @@ def recipient() -> Any:
 
 
 def create(now: dt.datetime | None = None) -> Backup:
-    """Take a consistent snapshot of the database, encrypt it and write its manifest."""
-    target = recipient()
+    """Take a consistent snapshot of the database, encrypt it, store it on the target with the
+    data-key escrow and the erasure ledger's copy, and write its manifest last."""
+    key = recipient()
+    target = targets.current()
     now = now or dt.datetime.now(dt.UTC)
     folder = directory()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = "dashvault-" + now.strftime("%Y%m%dT%H%M%S%fZ")
     engine = connection.vendor
     file = f"{name}.sqlite3.gz.age" if engine == "sqlite" else f"{name}.pgdump.age"
-    final, part = folder / file, folder / (file + PART)
+    part = folder / (file + PART)
     # The plain copy lives only while this runs; a killed run's is removed by prune.
     with tempfile.TemporaryDirectory(prefix=SCRATCH, dir=folder) as scratch:
         plain = Path(scratch) / "payload"
@@ -110,22 +116,25 @@ def create(now: dt.datetime | None = None) -> Backup:
         else:
             _pg_dump(plain)
         with open(plain, "rb") as source, open(part, "wb") as sink:
-            pyrage.encrypt_io(source, sink, [target])
+            pyrage.encrypt_io(source, sink, [key])
             sink.flush()
             os.fsync(sink.fileno())
-    os.chmod(part, 0o600)
-    os.replace(part, final)
     backup = Backup(
         name=name,
         created_at=now,
         engine=engine,
         file=file,
-        size=final.stat().st_size,
-        sha256=_sha256(final),
+        size=part.stat().st_size,
+        sha256=_sha256(part),
         schema=_schema(),
         version=_version(),
     )
-    _write_manifest(backup)
+    locked = targets.lock_until(now)
+    target.put_file(part, file, lock_until=locked)
+    # Before the manifest: a backup that counts always has the keys and erasures it needs.
+    escrow.write(target, key)
+    ledger.mirror(target)
+    target.put_bytes(backup.manifest, _manifest(backup), lock_until=locked)
     return backup
 
 
@@ -139,13 +148,36 @@ def _sqlite_snapshot(copy: Path, payload: Path) -> None:
     finally:
         destination.close()
         source.close()
+    _drop_data_keys(copy)
     with open(copy, "rb") as raw, gzip.open(payload, "wb", compresslevel=6) as packed:
         shutil.copyfileobj(raw, packed, CHUNK)
 
 
+def _drop_data_keys(copy: Path) -> None:
+    """Backups hold no data keys: those live in the escrow, which drops a deleted org's key,
+    so that org's encrypted fields in every older backup become unreadable (backups.escrow).
+    secure_delete zeroes the rows' bytes rather than leaving them in free pages."""
+    db = sqlite3.connect(copy)
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("PRAGMA secure_delete=ON")
+        db.execute(f"DELETE FROM {DataKey._meta.db_table}")  # noqa: S608  # a model's table name
+        db.commit()
+    finally:
+        db.close()
+
+
 def _pg_dump(payload: Path) -> None:
     db = settings.DATABASES["default"]
-    command = ["pg_dump", "-Fc", "--no-owner", "-f", str(payload), *_pg_args(db)]
+    command = [
+        "pg_dump",
+        "-Fc",
+        "--no-owner",
+        f"--exclude-table-data={DataKey._meta.db_table}",  # see _drop_data_keys
+        "-f",
+        str(payload),
+        *_pg_args(db),
+    ]
     done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         raise BackupError(f"pg_dump failed: {done.stderr.strip()[-300:]}")
@@ -202,8 +234,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _write_manifest(backup: Backup) -> None:
-    path = directory() / f"{backup.name}.json"
+def _manifest(backup: Backup) -> bytes:
     data = {
         "format": FORMAT,
         "name": backup.name,
@@ -215,61 +246,76 @@ def _write_manifest(backup: Backup) -> None:
         "schema": backup.schema,
         "version": backup.version,
     }
-    part = path.with_name(path.name + PART)
-    part.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.chmod(part, 0o600)
-    os.replace(part, path)
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _parse_manifest(raw: bytes) -> Backup:
+    data = json.loads(raw)
+    return Backup(
+        name=str(data["name"]),
+        created_at=dt.datetime.fromisoformat(data["created_at"]),
+        engine=str(data["engine"]),
+        file=str(data["file"]),
+        size=int(data["size"]),
+        sha256=str(data["sha256"]),
+        schema=dict(data["schema"]),
+        version=str(data["version"]),
+    )
 
 
 def backups() -> list[Backup]:
-    """Every complete backup (manifest and file present), oldest first."""
+    """Every complete backup on the target (manifest and file present), oldest first."""
+    target = targets.current()
+    stored = target.listing("dashvault-")
+    names = {item.name for item in stored}
     found = []
-    for manifest in sorted(directory().glob("dashvault-*.json")):
+    for item in stored:
+        if not item.name.endswith(MANIFEST):
+            continue
         try:
-            data = json.loads(manifest.read_text())
-            backup = Backup(
-                name=str(data["name"]),
-                created_at=dt.datetime.fromisoformat(data["created_at"]),
-                engine=str(data["engine"]),
-                file=str(data["file"]),
-                size=int(data["size"]),
-                sha256=str(data["sha256"]),
-                schema=dict(data["schema"]),
-                version=str(data["version"]),
-            )
+            backup = _parse_manifest(target.get_bytes(item.name) or b"")
         except (ValueError, KeyError, TypeError):
             continue  # unreadable: not listed, and its files are left for the operator
-        if backup.path.exists():
+        if backup.file in names:
             found.append(backup)
     return sorted(found, key=lambda b: b.created_at)
 
 
 def find(name: str) -> Backup:
     for backup in backups():
-        if name in (backup.name, backup.file, f"{backup.name}.json"):
+        if name in (backup.name, backup.file, backup.manifest):
             return backup
-    raise BackupError(f"No complete backup named {name!r} in {directory()}.")
+    raise BackupError(f"No complete backup named {name!r} in {targets.current().describe()}.")
 
 
 def delete(backup: Backup) -> None:
-    """The file first, then the manifest: a half-deleted backup is no longer listed."""
-    backup.path.unlink(missing_ok=True)
-    (directory() / f"{backup.name}.json").unlink(missing_ok=True)
+    """The file first, then the manifest: a half-deleted backup is no longer listed. Raises
+    BackupError while S3 Object Lock still holds it."""
+    target = targets.current()
+    target.delete(backup.file)
+    target.delete(backup.manifest)
 
 
-def leftovers() -> list[Path]:
-    """Files of backups that never completed (no manifest), and orphaned parts, a day old."""
-    # Anything with a manifest beside it, readable or not, is the operator's to look at:
-    # only files that never got one go.
-    with_manifest = {path.name[: -len(".json")] for path in directory().glob("dashvault-*.json")}
+def leftovers() -> list[tuple[targets.Target, str]]:
+    """Files of backups that never completed (no manifest), orphaned parts and scratch
+    folders, a day old: on the target, and in the local staging folder."""
     old = time.time() - LEFTOVER_AGE  # younger ones may belong to a backup being written
-    return [
-        path
-        for path in directory().glob("dashvault-*")
-        if (path.is_dir() and path.name.startswith(SCRATCH))
-        or (path.is_file() and path.name.split(".", 1)[0] not in with_manifest)
-        if path.stat().st_mtime < old
-    ]
+    places: list[targets.Target] = [targets.current()]
+    if not isinstance(places[0], targets.FolderTarget):
+        places.append(targets.FolderTarget(directory()))
+    found = []
+    for place in places:
+        stored = place.listing("dashvault-")
+        # Anything with a manifest beside it, readable or not, is the operator's to look at:
+        # only files that never got one go.
+        with_manifest = {i.name[: -len(MANIFEST)] for i in stored if i.name.endswith(MANIFEST)}
+        found += [
+            (place, item.name)
+            for item in stored
+            if item.modified < old
+            and (item.name.startswith(SCRATCH) or item.name.split(".", 1)[0] not in with_manifest)
+        ]
+    return found
 
 
 def identity_from(path: Path) -> Any:
@@ -288,16 +334,22 @@ def identity_from(path: Path) -> Any:
 
 
 def decrypt_to(backup: Backup, identity: Any, payload: Path) -> None:
-    """Check the SHA-256 against the manifest, then decrypt the backup into `payload` (for
-    SQLite: the database file itself, unzipped)."""
-    if backup.path.stat().st_size != backup.size or _sha256(backup.path) != backup.sha256:
-        raise BackupError(
-            f"{backup.file} is not the file its manifest describes (size or SHA-256 differ): "
-            "it was changed, truncated or damaged. Nothing was restored."
-        )
+    """Fetch the backup, check its SHA-256 against the manifest, then decrypt it into
+    `payload` (for SQLite: the database file itself, unzipped)."""
+    with tempfile.TemporaryDirectory(prefix=SCRATCH, dir=payload.parent) as scratch:
+        stored = targets.current().fetch(backup.file, Path(scratch))
+        if stored.stat().st_size != backup.size or _sha256(stored) != backup.sha256:
+            raise BackupError(
+                f"{backup.file} is not the file its manifest describes (size or SHA-256 "
+                "differ): it was changed, truncated or damaged. Nothing was restored."
+            )
+        _decrypt(backup, stored, identity, payload)
+
+
+def _decrypt(backup: Backup, stored: Path, identity: Any, payload: Path) -> None:
     encrypted = payload.with_name(payload.name + ".dec")
     try:
-        with open(backup.path, "rb") as source, open(encrypted, "wb") as sink:
+        with open(stored, "rb") as source, open(encrypted, "wb") as sink:
             pyrage.decrypt_io(source, sink, [identity])
     except pyrage.DecryptError:
         encrypted.unlink(missing_ok=True)
@@ -378,6 +430,37 @@ def restore_postgresql(backup: Backup, identity: Any) -> None:
         done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[-300:]}")
+
+
+@dataclass(frozen=True)
+class Restored:
+    people: int  # erased again from the ledger
+    orgs: int  # deleted again from the ledger
+    keys: int  # data keys taken back from the escrow
+    warnings: list[str]
+
+
+def finish_restore(backup: Backup, identity: Any) -> Restored:
+    """Run right after the database is back, before anything serves it: re-apply every
+    erasure in the ledger (the local file merged with the target's copy), then take the data
+    keys of the orgs that remain from the escrow. Audited in the platform chain."""
+    from dashvault import audit
+    from dashvault.privacy import erasure
+
+    connections.close_all()  # the file or the database under them was replaced
+    target = targets.current()
+    warnings = []
+    try:
+        entries = ledger.mirror(target)
+    except BackupError as exc:
+        entries = ledger.entries()
+        warnings.append(f"the ledger's copy on the target was not read ({exc}); used the local one")
+    people, orgs = erasure.reapply(entries)
+    keys = escrow.reinstate(escrow.read(target, identity))
+    if not target.get_bytes(escrow.NAME):
+        warnings.append("no data-key escrow on the target: encrypted fields must be entered again")
+    audit.record("backup.restore", backup=backup.name, people=people, orgs=orgs, keys=keys)
+    return Restored(people, orgs, keys, warnings)
 
 
 def verify(backup: Backup, identity: Any) -> int:

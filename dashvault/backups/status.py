@@ -26,7 +26,10 @@ class Status:
 
 def status(now: dt.datetime | None = None) -> Status:
     now = now or dt.datetime.now(dt.UTC)
-    found = snapshot.backups() if snapshot.directory().exists() else []
+    try:
+        found = snapshot.backups()
+    except snapshot.BackupError:
+        found = []  # the target does not answer: no good backup is known, so stale
     last = found[-1] if found else None
     limit = dt.timedelta(hours=2 * settings.BACKUP_EVERY_HOURS)
     configured = bool(settings.BACKUP_RECIPIENT)

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dashvault.backups import pruning, snapshot
+from dashvault.backups import pruning, snapshot, targets
 
 
 class Command(BaseCommand):
@@ -58,13 +58,16 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{backup.file}: {backup.size:,} bytes, sha256 {backup.sha256} ({backup.engine})"
         )
-        for gone in pruning.prune():
-            self.stdout.write(f"pruned {gone.file}")
+        gone, held = pruning.prune()
+        for backup in gone:
+            self.stdout.write(f"pruned {backup.file}")
+        for reason in held:
+            self.stdout.write(f"not pruned yet: {reason}")
 
     def do_list(self, options: dict[str, Any]) -> None:
         rows = pruning.plan()
         if not rows:
-            self.stdout.write(f"No backups in {snapshot.directory()}.")
+            self.stdout.write(f"No backups in {targets.current().describe()}.")
         for backup, rule in rows:
             when = backup.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
             self.stdout.write(
@@ -78,9 +81,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"would prune {backup.file}")
             self.stdout.write(f"{len(doomed)} backup(s) would be pruned.")
             return
-        gone = pruning.prune()
+        gone, held = pruning.prune()
         for backup in gone:
             self.stdout.write(f"pruned {backup.file}")
+        for reason in held:
+            self.stdout.write(f"not pruned yet: {reason}")
         self.stdout.write(f"{len(gone)} backup(s) pruned.")
 
     def do_verify(self, options: dict[str, Any]) -> None:
@@ -98,3 +103,10 @@ class Command(BaseCommand):
         else:
             snapshot.restore_postgresql(backup, identity)
             self.stdout.write(f"Restored {backup.file} into the PostgreSQL database.")
+        done = snapshot.finish_restore(backup, identity)
+        self.stdout.write(
+            f"Erasure ledger re-applied: {done.people} person(s) erased and {done.orgs} org(s) "
+            f"deleted again. {done.keys} data key(s) taken from the escrow."
+        )
+        for warning in done.warnings:
+            self.stderr.write(f"warning: {warning}")

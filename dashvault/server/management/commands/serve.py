@@ -11,6 +11,7 @@ from dashvault.integrations.models import Integration
 from dashvault.jobs import queue
 from dashvault.lib.crypto import KeyringError
 from dashvault.orgs.keys import keyring
+from dashvault.privacy import erasure, ledger
 from dashvault.server.run import serve
 
 
@@ -42,6 +43,12 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot load the master keyring: {exc}") from None
         if settings.EMBEDDED and not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
+        try:
+            # Erasures recorded but not in this database (a restore, or a crash between the
+            # ledger and the commit) are carried out before anyone is served.
+            erasure.reapply(ledger.entries())
+        except ledger.LedgerError as exc:
+            raise CommandError(f"Erasure ledger: {exc}") from None
         try:
             checkpoints.load()  # the signing key and the checkpoints must be in order
         except (OSError, checkpoints.CheckpointError) as exc:
