@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's Sessions page loads its tags
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -132,6 +133,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Frame denial and the CSP first, so every answer carries them: the guard's 429, the 400
+    # for an unknown Host (CommonMiddleware) and static files included.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "dashvault.policy.guard.GuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -139,8 +144,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "dashvault.accounts.middleware.SessionPolicyMiddleware",
@@ -270,6 +273,9 @@ SESSION_ENGINE = (
     else "django.contrib.sessions.backends.db"
 )
 SESSION_COOKIE_NAME = "__Host-dv_session"
+# Messages live in the session: the default cookie storage sent them (e-mail addresses
+# included, in readable base64) in a cookie of their own.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # Strict would drop the cookie on SSO redirects back to us

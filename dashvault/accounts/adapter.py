@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context
 from allauth.mfa.models import Authenticator
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from dashvault.accounts.models import Role, normalize_email
 from dashvault.sso.models import EmailDomain
@@ -22,6 +24,13 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         # No public sign-up: org admins add people (and SSO federation, in its own issue).
         return False
+
+    def is_safe_url(self, url: str) -> bool:
+        # `next` after sign-in, sign-out and SSO: this host over HTTPS only. allauth's default
+        # also admits every ALLOWED_HOSTS entry (subdomain wildcards included) and plain http.
+        return url_has_allowed_host_and_scheme(
+            url, allowed_hosts={context.request.get_host()}, require_https=True
+        )
 
     def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
         # The per-account failure count ("5/5m/key") must be one count per account. allauth

@@ -161,7 +161,8 @@ def _drop_data_keys(copy: Path) -> None:
     try:
         db.execute("PRAGMA journal_mode=DELETE")
         db.execute("PRAGMA secure_delete=ON")
-        db.execute(f"DELETE FROM {DataKey._meta.db_table}")  # noqa: S608  # a model's table name
+        table = DataKey._meta.db_table  # a model's table name, not input
+        db.execute(f"DELETE FROM {table}")  # noqa: S608
         db.commit()
     finally:
         db.close()
@@ -178,6 +179,7 @@ def _pg_dump(payload: Path) -> None:
         str(payload),
         *_pg_args(db),
     ]
+    # No shell; the arguments are settings and paths made here.
     done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         raise BackupError(f"pg_dump failed: {done.stderr.strip()[-300:]}")
@@ -427,6 +429,7 @@ def restore_postgresql(backup: Backup, identity: Any) -> None:
             *_pg_args(db),
             str(payload),
         ]
+        # No shell; the arguments are settings and paths made here.
         done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[-300:]}")
@@ -492,6 +495,7 @@ def _trial_pg_restore(payload: Path, backup: Backup) -> int:
         conn.execute(f'CREATE DATABASE "{scratch}"')  # a name made here, not input
     try:
         command = ["pg_restore", "--no-owner", *_pg_args({**db, "NAME": scratch}), str(payload)]
+        # No shell; the arguments are settings and paths made here.
         done = subprocess.run(command, env=_pg_env(db), capture_output=True, text=True, check=False)  # noqa: S603
         if done.returncode != 0:
             raise BackupError(
