@@ -784,6 +784,106 @@ class TestStaffIntegrations:
         assert make_client(staff).put(self.url(integration)).status_code == 405
 
 
+# --- GDPR: exports, erasure and org deletion (org admins; "my data" for every member) ---------
+
+
+class PrivacyEndpointChecks(EndpointChecks):
+    """Erasures and deletions write to an erasure ledger (and its copy beside the backups) of
+    each test's own."""
+
+    @pytest.fixture(autouse=True)
+    def own_ledger(self, settings, tmp_path):
+        settings.ERASURE_LEDGER = tmp_path / "erasure-ledger.jsonl"
+        settings.BACKUP_DIR = tmp_path / "backups"
+
+
+class TestMemberExport(PrivacyEndpointChecks):
+    url_name = "member_export"
+    obj, kwarg = "member", "user_id"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+
+class TestMemberEraseConfirm(PrivacyEndpointChecks):
+    url_name = "member_erase"
+    obj, kwarg = "member", "user_id"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    wrong_method = "put"
+
+
+class TestMemberErase(PrivacyEndpointChecks):
+    url_name = "member_erase"
+    obj, kwarg = "member", "user_id"
+    method, wrong_method = "post", "put"
+    data = {"confirm": "viewer@a.example"}
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+    def test_it_leaves_the_member_alone_for_everyone_else(self, world):
+        users, objects = world
+        for role in (*self.denied, "other", "staff"):
+            self.call(make_client(users[role]), self.url(objects))
+            assert User.objects.filter(pk=objects["member"].pk).exists(), role
+
+
+class TestOrgExport(PrivacyEndpointChecks):
+    url_name = "org_export"
+    method, wrong_method = "post", "get"
+    allowed, denied = ("admin",), ("editor", "viewer")
+
+    def call(self, client: Any, url: str, method: str | None = None) -> Any:
+        from django.http import HttpResponse
+
+        response = super().call(client, url, method)
+        if not getattr(response, "streaming", False):
+            return response
+        # The streamed body, read whole as the browser would.
+        return HttpResponse(b"".join(response.streaming_content), status=response.status_code)
+
+
+class TestOrgDeleteConfirm(PrivacyEndpointChecks):
+    url_name = "org_delete"
+    allowed, denied = ("admin",), ("editor", "viewer")
+    wrong_method = "put"
+
+
+class TestOrgDelete(PrivacyEndpointChecks):
+    url_name = "org_delete"
+    method, wrong_method = "post", "put"
+    data = {"confirm": "Org A"}
+    allowed, denied = ("admin",), ("editor", "viewer")
+    ok_status = (302,)
+
+    def test_it_hides_other_orgs_objects_with_404(self, world):
+        # No object in the URL: another org's admin who types "Org A" gets their own org's
+        # form back (400: not their org's name), which shows what they typed and nothing else.
+        users, _ = world
+        response = self.call(make_client(users["other"]), self.url({}))
+        assert response.status_code == 400
+        content = response.content.decode()
+        for marker in ("Sales A", "Board A", "Sales team A", "viewer@a.example"):
+            assert marker not in content
+        assert Organization.objects.filter(name="Org A").exists()
+        assert Organization.objects.filter(name="Org B").exists()
+
+    def test_it_leaves_both_orgs_alone_for_everyone_else(self, world):
+        users, _ = world
+        for role in (*self.denied, "other", "staff"):
+            self.call(make_client(users[role]), self.url({}))
+        assert Organization.objects.filter(name__in=["Org A", "Org B"]).count() == 2
+        assert User.objects.filter(email="admin@a.example").exists()
+
+
+class TestMyDataPage(PrivacyEndpointChecks):
+    url_name = "my_data"
+    wrong_method = "put"
+
+
+class TestMyDataDownload(PrivacyEndpointChecks):
+    url_name = "my_data"
+    method, wrong_method = "post", "put"
+
+
 # --- the API's integration routes (org API tokens with the "integrations" scope) -------------
 
 MATRIX_SECRETS = ("matrix-S3cret-of-Org-A", "matrix-New-secret-of-Org-A")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -86,13 +87,17 @@ class FolderTarget:
 
     def put_bytes(self, name: str, data: bytes, *, lock_until: dt.datetime | None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        part = self.folder / (name + PART)
-        with open(part, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(part, 0o600)
-        os.replace(part, self.folder / name)  # readers see the old file or the new, whole
+        # A part of its own (mode 0600) per writer: two writers never share one.
+        fd, part = tempfile.mkstemp(prefix=name + ".", suffix=PART, dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(part, self.folder / name)  # readers see the old file or the new, whole
+        except BaseException:
+            Path(part).unlink(missing_ok=True)
+            raise
 
     def get_bytes(self, name: str) -> bytes | None:
         try:

@@ -131,15 +131,16 @@ def merge(*lists: list[Erasure]) -> list[Erasure]:
 def mirror(target: Target) -> list[Erasure]:
     """Merge the target's copy into the local ledger and write the union back to both;
     returns it. Run by every backup, after erasures, and by restores."""
-    copy = target.get_bytes(NAME)
-    theirs = parse(copy.decode()) if copy else []
+    # All under the lock: two mirrors at once (job threads, a backup beside a job) must not
+    # write an older union over a newer one on the target.
     with _locked():
-        merged = merge(entries(), theirs)
+        copy = target.get_bytes(NAME)
+        merged = merge(entries(), parse(copy.decode()) if copy else [])
         text = "".join(entry.line() for entry in merged)
         if text != _read_text():
             _rewrite(text)
-    if copy is None or copy.decode() != text:
-        target.put_bytes(NAME, text.encode(), lock_until=None)
+        if copy is None or copy.decode() != text:
+            target.put_bytes(NAME, text.encode(), lock_until=None)
     return merged
 
 

@@ -11,6 +11,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -62,9 +63,13 @@ def member_erase(request: HttpRequest, principal: Principal, user_id: str) -> Ht
     person = access_member(principal, user_id)
     form = ConfirmForm(request.POST or None, expected=person.email, what="e-mail address")
     if request.method == "POST" and form.is_valid():
-        erasure.erase_person(person, acting=principal.user, ip=principal.ip)
-        messages.success(request, "The person's personal data was erased.")
-        return redirect("member_list")
+        try:
+            erasure.erase_person(person, acting=principal.user, ip=principal.ip)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "The person's personal data was erased.")
+            return redirect("member_list")
     context = {"member": person, "form": form, "is_self": person.pk == principal.user.pk}
     return render(request, "privacy/erase.html", context, status=400 if form.errors else 200)
 
