@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
@@ -232,17 +231,12 @@ class IntegrationPatch(Strict):
     name: IntegrationName | None = None
     metric: MetricKey | None = None
     config: IntegrationConfig | None = None
-    credential: Credential | None = None
+    # Not nullable: absent keeps the stored one (the default is not validated, so None means
+    # absent); null is refused like any other non-string.
+    credential: Credential = None  # type: ignore[assignment]
     ca_pem: CaPem | None = None
     every_minutes: EveryMinutes | None = None
     enabled: bool | None = None
-
-    @field_validator("credential")
-    @classmethod
-    def credential_not_null(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:  # only when sent as null: absent fields are not validated
-            raise ValueError('leave it out to keep the stored credential, or send "" to remove it')
-        return value
 
 
 class SyncIn(Strict):
@@ -290,4 +284,4 @@ class InputErrorOut(Schema):
 
 class InvalidOut(Schema):
     detail: str
-    errors: list[InputErrorOut]
+    errors: list[InputErrorOut] = []  # [] for a refusal that names no field

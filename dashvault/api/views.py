@@ -115,6 +115,23 @@ def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
     return api.create_response(request, {"detail": str(exc) or "Forbidden"}, status=403)
 
 
+def _answers(ok: dict[int, Any], *, key: bool = False, body: bool = False) -> dict[int, Any]:
+    """The operation's own answers and the errors every API call can give (documented in the
+    schema, so clients and the fuzzing know them)."""
+    errors: dict[int, Any] = {
+        401: schemas.ErrorOut,
+        403: schemas.ErrorOut,
+        422: schemas.InvalidOut,
+        429: schemas.ErrorOut,
+        500: schemas.ErrorOut,
+    }
+    if key:
+        errors[404] = schemas.ErrorOut
+    if body:
+        errors |= {400: schemas.ErrorOut, 413: schemas.ErrorOut, 415: schemas.ErrorOut}
+    return errors | ok
+
+
 def _principal(request: HttpRequest, scope: str) -> TokenPrincipal:
     principal = request.auth  # type: ignore[attr-defined]  # set by ninja from BearerToken
     assert isinstance(principal, TokenPrincipal)  # noqa: S101  (auth= guarantees it)
@@ -136,12 +153,9 @@ def _audit(principal: TokenPrincipal, action: str, target: Any = None, **detail:
 
 @api.post(
     "/datapoints",
-    response={
-        201: schemas.PushOut,
-        200: schemas.PushOut,
-        400: schemas.ErrorOut,
-        409: schemas.ErrorOut,
-    },
+    response=_answers(
+        {201: schemas.PushOut, 200: schemas.PushOut, 409: schemas.ErrorOut}, body=True
+    ),
     summary="Push up to 10,000 data points, all or nothing",
 )
 def push_datapoints(
@@ -195,7 +209,7 @@ def _replay(principal: TokenPrincipal, key: str, body_hash: str) -> Status | Non
     return Status(200, record.body)
 
 
-@api.get("/metrics", response=list[schemas.MetricOut], summary="List metrics")
+@api.get("/metrics", response=_answers({200: list[schemas.MetricOut]}), summary="List metrics")
 def list_metrics(request: HttpRequest) -> Any:
     principal = _principal(request, Scope.READ)
     _audit(principal, "api.read")
@@ -203,7 +217,9 @@ def list_metrics(request: HttpRequest) -> Any:
 
 
 @api.post(
-    "/metrics", response={201: schemas.MetricOut, 409: schemas.ErrorOut}, summary="Create a metric"
+    "/metrics",
+    response=_answers({201: schemas.MetricOut, 409: schemas.ErrorOut}, body=True),
+    summary="Create a metric",
 )
 def create_metric(request: HttpRequest, payload: schemas.MetricIn) -> Any:
     principal = _principal(request, Scope.PUSH)
@@ -216,7 +232,9 @@ def create_metric(request: HttpRequest, payload: schemas.MetricIn) -> Any:
     return Status(201, metric)
 
 
-@api.get("/metrics/{key}", response=schemas.MetricOut, summary="Read a metric")
+@api.get(
+    "/metrics/{key}", response=_answers({200: schemas.MetricOut}, key=True), summary="Read a metric"
+)
 def get_metric(request: HttpRequest, key: str) -> Any:
     principal = _principal(request, Scope.READ)
     metric = access_metric(principal, key)
@@ -226,7 +244,7 @@ def get_metric(request: HttpRequest, key: str) -> Any:
 
 @api.patch(
     "/metrics/{key}",
-    response={200: schemas.MetricOut, 422: schemas.ErrorOut},
+    response=_answers({200: schemas.MetricOut}, key=True, body=True),
     summary="Change a metric",
 )
 def update_metric(request: HttpRequest, key: str, payload: schemas.MetricPatch) -> Any:
@@ -249,7 +267,7 @@ def update_metric(request: HttpRequest, key: str, payload: schemas.MetricPatch) 
 
 @api.delete(
     "/metrics/{key}",
-    response={204: None, 409: schemas.ErrorOut},
+    response=_answers({204: None, 409: schemas.ErrorOut}, key=True),
     summary="Delete a metric and its data",
 )
 def delete_metric(request: HttpRequest, key: str) -> Any:
@@ -266,7 +284,11 @@ def delete_metric(request: HttpRequest, key: str) -> Any:
     return Status(204, None)
 
 
-@api.get("/metrics/{key}/series", response=schemas.SeriesOut, summary="Read a metric's series")
+@api.get(
+    "/metrics/{key}/series",
+    response=_answers({200: schemas.SeriesOut}, key=True),
+    summary="Read a metric's series",
+)
 def metric_series(request: HttpRequest, key: str, query: Query[schemas.SeriesQuery]) -> Any:
     """Values per day, ISO week or month over local days start..end (from the rollups), one
     series, or one per dimension (the ten largest; the rest as "(other)")."""
@@ -294,7 +316,7 @@ class RangeQuery(schemas.Strict):
 
 @api.delete(
     "/metrics/{key}/points",
-    response={200: schemas.DeletedOut, 422: schemas.ErrorOut},
+    response=_answers({200: schemas.DeletedOut}, key=True),
     summary="Delete a metric's points with start <= ts < end",
 )
 def delete_points(request: HttpRequest, key: str, query: Query[RangeQuery]) -> Any:
@@ -383,7 +405,11 @@ def _last_run(integration: Integration) -> SyncRun | None:
     return runs.order_by("-started_at").first()
 
 
-@api.get("/integrations", response=list[schemas.IntegrationOut], summary="List integrations")
+@api.get(
+    "/integrations",
+    response=_answers({200: list[schemas.IntegrationOut]}),
+    summary="List integrations",
+)
 def list_integrations(request: HttpRequest) -> Any:
     principal = _principal(request, Scope.INTEGRATIONS)
     latest = SyncRun.objects.filter(integration=OuterRef("pk")).order_by("-started_at")
@@ -400,7 +426,7 @@ def list_integrations(request: HttpRequest) -> Any:
 
 @api.post(
     "/integrations",
-    response={201: schemas.IntegrationOut, 422: schemas.InvalidOut},
+    response=_answers({201: schemas.IntegrationOut}, body=True),
     summary="Create an integration (its first sync is due at once)",
 )
 def create_integration(request: HttpRequest, payload: schemas.IntegrationIn) -> Any:
@@ -431,7 +457,9 @@ def create_integration(request: HttpRequest, payload: schemas.IntegrationIn) -> 
 
 
 @api.get(
-    "/integrations/{integration_id}", response=schemas.IntegrationOut, summary="Read an integration"
+    "/integrations/{integration_id}",
+    response=_answers({200: schemas.IntegrationOut}, key=True),
+    summary="Read an integration",
 )
 def get_integration(request: HttpRequest, integration_id: str) -> Any:
     principal = _principal(request, Scope.INTEGRATIONS)
@@ -442,7 +470,7 @@ def get_integration(request: HttpRequest, integration_id: str) -> Any:
 
 @api.patch(
     "/integrations/{integration_id}",
-    response={200: schemas.IntegrationOut, 422: schemas.InvalidOut},
+    response=_answers({200: schemas.IntegrationOut}, key=True, body=True),
     summary="Change an integration",
 )
 def update_integration(
@@ -498,7 +526,7 @@ def update_integration(
 
 @api.delete(
     "/integrations/{integration_id}",
-    response={204: None},
+    response=_answers({204: None}, key=True),
     summary="Delete an integration (the data it stored stays in the metric)",
 )
 def delete_integration(request: HttpRequest, integration_id: str) -> Any:
@@ -510,7 +538,7 @@ def delete_integration(request: HttpRequest, integration_id: str) -> Any:
 
 @api.post(
     "/integrations/{integration_id}/sync",
-    response={202: schemas.SyncOut},
+    response=_answers({202: schemas.SyncOut}, key=True, body=True),
     summary="Queue a sync now",
 )
 def sync_integration(

@@ -106,7 +106,7 @@ def clean_ca_pem(value: str) -> str:
         raise forms.ValidationError("Paste the CA certificate only, never a private key.")
     try:
         ssl.create_default_context().load_verify_locations(cadata=value)
-    except (ssl.SSLError, ValueError):
+    except (ssl.SSLError, ValueError, TypeError):  # TypeError: text that is not ASCII
         raise forms.ValidationError("Not a PEM certificate.") from None
     return value + "\n"
 
