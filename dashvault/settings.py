@@ -369,5 +369,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     # Django's own handlers on "django" (mail to ADMINS, the DEBUG console) would see records
     # before the filters above: its lines go through the filtered console only.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # boto3 (S3 backups) says where it found credentials on every command at INFO.
+        "botocore": {"level": "WARNING"},
+    },
 }

@@ -26,7 +26,17 @@ NAME = "datakeys.age"
 
 
 def write(target: targets.Target, recipient: Any) -> int:
-    """Rewrite the escrow from the live database; returns the number of keys in it."""
+    """Rewrite the escrow from the live database; returns the number of keys in it.
+
+    Refused while an org holds sealed fields but no data key (a database restored by hand,
+    without `backup restore`): rewriting then would destroy the keys it still needs."""
+    keyless = _sealed_without_key()
+    if keyless:
+        raise BackupError(
+            f"{keyless} org(s) hold encrypted fields but no data key (a database restored "
+            f"without `dashvault backup restore`?): {NAME} was left as it is. Run "
+            "`dashvault backup restore` to take the keys back from it."
+        )
     rows = [
         {
             "org": str(key.org_id),
@@ -41,6 +51,15 @@ def write(target: targets.Target, recipient: Any) -> int:
     pyrage.encrypt_io(io.BytesIO(plain), sink, [recipient])
     target.put_bytes(NAME, sink.getvalue(), lock_until=None)
     return len(rows)
+
+
+def _sealed_without_key() -> int:
+    from dashvault.integrations.models import Integration
+    from dashvault.sso.models import IdentityProvider
+
+    sealed = set(Integration.objects.exclude(credential=b"").values_list("org", flat=True))
+    sealed |= set(IdentityProvider.objects.exclude(client_secret=b"").values_list("org", flat=True))
+    return len(sealed - set(DataKey.objects.values_list("org", flat=True)))
 
 
 def read(target: targets.Target, identity: Any) -> list[dict[str, Any]]:

@@ -458,8 +458,10 @@ def finish_restore(backup: Backup, identity: Any) -> Restored:
     except BackupError as exc:
         entries = ledger.entries()
         warnings.append(f"the ledger's copy on the target was not read ({exc}); used the local one")
-    people, orgs = erasure.reapply(entries)
+    # Keys first: re-applying queues a rewrite of the escrow, which must find them in place
+    # (a rewrite from a database without keys would empty it).
     keys = escrow.reinstate(escrow.read(target, identity))
+    people, orgs = erasure.reapply(entries)
     if not target.get_bytes(escrow.NAME):
         warnings.append("no data-key escrow on the target: encrypted fields must be entered again")
     audit.record("backup.restore", backup=backup.name, people=people, orgs=orgs, keys=keys)

@@ -180,6 +180,7 @@ class S3Target:
         }
 
     def put_file(self, local: Path, name: str, *, lock_until: dt.datetime | None) -> None:
+        from boto3.exceptions import S3UploadFailedError
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -190,7 +191,7 @@ class S3Target:
             self.client.upload_file(
                 str(local), self.bucket, self.prefix + name, ExtraArgs=extra, Config=transfer
             )
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise BackupError(f"S3 upload of {name} to {self.describe()} failed: {exc}") from None
         local.unlink(missing_ok=True)
 

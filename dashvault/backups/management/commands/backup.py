@@ -56,7 +56,8 @@ class Command(BaseCommand):
     def do_create(self, options: dict[str, Any]) -> None:
         backup = snapshot.create()
         self.stdout.write(
-            f"{backup.file}: {backup.size:,} bytes, sha256 {backup.sha256} ({backup.engine})"
+            f"{backup.file}: {backup.size:,} bytes, sha256 {backup.sha256} ({backup.engine}), "
+            f"in {targets.current().describe()}"
         )
         gone, held = pruning.prune()
         for backup in gone:
