@@ -573,3 +573,10 @@ def test_the_dashboard_page_query_count_is_pinned_for_20_widgets(
         response = client.get(url("dashboard_detail", sales.pk))
     assert response.status_code == 200
     assert response.content.decode().count('class="tile ') == 20
+
+
+def test_the_dashboard_page_embedding_its_data_is_never_cached(viewer_a, sales, kpi):
+    # ASVS V14.3.2: the page carries the widgets' data, so it is kept out of caches too.
+    response = make_client(viewer_a).get(url("dashboard_detail", sales.pk))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]

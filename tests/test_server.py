@@ -108,6 +108,19 @@ def plain_http(
 
 
 @pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/api/v1/metrics"), ("POST", "/api/v1/datapoints")]
+)
+def test_plain_http_refuses_api_calls_instead_of_redirecting(
+    server: Server, method: str, path: str
+) -> None:
+    status, headers, content = plain_http(
+        server.redirect_port, method, path, f"localhost:{server.redirect_port}"
+    )
+    assert status == 403 and "location" not in headers
+    assert b"HTTPS only" in content and b"Revoke its token" in content
+
+
+@pytest.mark.parametrize(
     ("method", "path", "body"),
     [
         ("GET", "/", b""),

@@ -87,7 +87,10 @@ def _board(
         "can_edit": rules.can_edit_dashboards(principal),
         **extra,
     }
-    return render(request, template, context, status=status)
+    response = render(request, template, context, status=status)
+    # The page embeds the data: kept out of every cache, like the data endpoint (ASVS V14.3.2).
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @require_GET

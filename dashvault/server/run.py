@@ -38,11 +38,29 @@ def tls_files() -> tuple[str, str]:
 
 
 def redirect_app(https_port: int) -> Any:
-    """ASGI app for the plain-HTTP port: every request is redirected to HTTPS, nothing served."""
+    """ASGI app for the plain-HTTP port: every page request is redirected to HTTPS, API calls
+    are refused; nothing is served."""
     fallback = urlsplit(settings.PUBLIC_URL).hostname or "localhost"
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            return
+        path = scope.get("raw_path", b"/").decode("latin-1") or "/"
+        if path.startswith("/api/"):
+            # An API client that sent its token in clear must hear so, not be followed to
+            # HTTPS as if nothing happened (ASVS V4.1.2); the token should be revoked.
+            body = b'{"detail": "HTTPS only: this request went in clear. Revoke its token."}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
             return
         headers = dict(scope.get("headers", []))
         host, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
@@ -51,7 +69,6 @@ def redirect_app(https_port: int) -> Any:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         port = "" if https_port == 443 else f":{https_port}"
-        path = scope.get("raw_path", b"/").decode("latin-1") or "/"
         query = scope.get("query_string", b"").decode("latin-1")
         location = f"https://{host}{port}{path}" + (f"?{query}" if query else "")
         await send(
