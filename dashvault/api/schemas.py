@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -30,8 +32,11 @@ EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 # JSON NaN/Infinity are refused, and so are magnitudes whose sums could overflow a double
-# (PostgreSQL raises on overflow instead of giving infinity).
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+# (PostgreSQL raises on overflow instead of giving infinity). Strict: a JSON number only (an
+# integer is one too), never true or numeric text such as "12.5".
+FiniteFloat = Annotated[
+    float, Field(strict=True, allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+]
 
 
 def _no_nul(value: str) -> str:
@@ -50,13 +55,24 @@ def _in_range(value: dt.datetime) -> dt.datetime:
     return value
 
 
+# pydantic also reads a number, or numeric text, as Unix time: only ISO 8601 text (a date, then
+# a time) gets through to it; AwareDatetime then requires the offset.
+_ISO_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_START.match(value):
+        raise ValueError("must be ISO 8601 text with an offset, e.g. 2026-05-01T12:00:00Z")
+    return value
+
+
 def _day_in_range(value: dt.date) -> dt.date:
     if not EARLIEST.date() <= value < LATEST.date():
         raise ValueError("date must be between 1900-01-01 and 2200-01-01")
     return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_range)]
 Day = Annotated[dt.date, AfterValidator(_day_in_range)]
 MetricKey = Annotated[str, Field(pattern=METRIC_KEY_PATTERN)]
 

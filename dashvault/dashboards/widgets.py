@@ -90,9 +90,13 @@ def _check_target(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"target must be a number or empty (got {value!r}).")
-    if not math.isfinite(value) or value < 0:
+    try:
+        target = float(value)
+    except OverflowError:  # a JSON integer beyond a double, such as 10**400
+        target = math.inf
+    if not math.isfinite(target) or target < 0:
         raise ValueError(f"target must be a finite number of 0 or more (got {value!r}).")
-    return float(value)
+    return target
 
 
 def _check_top_n(value: Any) -> int:

@@ -66,7 +66,8 @@ THOUSANDS = {  # a number written with thousands separators, per decimal mark
 def _number(raw: Any, number: int, field: str, decimal: str = ".") -> float:
     """A number, or a numeric string: "1234.5", "1,234.5" (or with `decimal` ",": "1234,5",
     "1.234,5"). Anything else is an error, not a guess: "12,5" with the point as decimal
-    mark could be twelve and a half or a hundred and twenty-five."""
+    mark could be twelve and a half or a hundred and twenty-five, and so could "12.5" with
+    the comma."""
     if isinstance(raw, bool):
         raise SyncError(f"Record {number}: {field!r} is not a number.")
     if isinstance(raw, str):
@@ -74,12 +75,16 @@ def _number(raw: Any, number: int, field: str, decimal: str = ".") -> float:
         if THOUSANDS[decimal].match(text):
             text = text.replace("," if decimal == "." else ".", "")
         if decimal == ",":
-            text = text.replace(",", ".") if "." not in text else text
+            if "." in text:  # not a thousands separator (see above): refused, not a guess
+                raise SyncError(f"Record {number}: {field!r} is not a number.")
+            text = text.replace(",", ".")
         raw = text
     try:
         value = float(raw)
     except (TypeError, ValueError):
         raise SyncError(f"Record {number}: {field!r} is not a number.") from None
+    except OverflowError:  # a JSON integer beyond a double, such as 10**400
+        value = math.inf
     if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
         raise SyncError(f"Record {number}: {field!r} is out of range.")
     return value
@@ -100,6 +105,8 @@ def _time(raw: Any, number: int, field: str, tz: dt.tzinfo = dt.UTC) -> dt.datet
 def _parse_time(raw: Any, number: int, field: str, tz: dt.tzinfo) -> dt.datetime:
     if raw is None or raw == "":
         raise SyncError(f"Record {number}: {field!r} has no time.")
+    if isinstance(raw, bool):  # an int to Python, but true is not 1970-01-01T00:00:01Z
+        raise SyncError(f"Record {number}: {field!r} is not a time.")
     try:
         if isinstance(raw, (int, float)) or (isinstance(raw, str) and raw.isdigit()):
             seconds = float(raw)

@@ -25,8 +25,12 @@ def _address(text: str) -> Address | None:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return address.ipv4_mapped
+        if address.scope_id:
+            # "fe80::1%eth0" (a link-local peer): PostgreSQL's inet refuses the zone id.
+            return ipaddress.IPv6Address(str(address).split("%", 1)[0])
     return address
 
 

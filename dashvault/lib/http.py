@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import ipaddress
+import itertools
 import json
 import socket
 import ssl
@@ -69,10 +70,33 @@ class Response:
     body: bytes = b""
 
     def json(self) -> Any:
+        # RecursionError: nesting deeper than the stack allows (an answer may be 20 MB of "[").
         try:
-            return json.loads(self.body)
-        except ValueError as exc:
+            value = json.loads(self.body)
+        except (ValueError, RecursionError) as exc:
             raise OutboundError("malformed", "The response is not valid JSON.") from exc
+        # A lone surrogate ("\ud800") parses but is no text: it cannot be sent back in a URL
+        # or stored in a text column.
+        if not _all_utf8(value):
+            raise OutboundError("malformed", "The response is not valid JSON.")
+        return value
+
+
+def _all_utf8(value: Any) -> bool:
+    """Whether every string and key in parsed JSON is text: no lone surrogate."""
+    # A loop, not recursion: the nesting may be as deep as json.loads allows.
+    stack: list[Any] = [[value]]
+    while stack:
+        item = stack.pop()
+        for child in itertools.chain(item, item.values()) if isinstance(item, dict) else item:
+            if isinstance(child, str) and not child.isascii():
+                try:
+                    child.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+            elif isinstance(child, dict | list):
+                stack.append(child)
+    return True
 
 
 def check_address(address: Address, policy: Policy) -> None:
@@ -204,7 +228,7 @@ def _with_retries(
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return 1.0
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():  # "²".isdigit() is true too
         return float(value.strip())
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -313,7 +337,7 @@ def _tls_context(ca_pem: str) -> ssl.SSLContext:
 
 def _read_limited(raw: Any, limit: int, host: str) -> bytes:
     declared = raw.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise OutboundError("too_large", f"The response from {host} is larger than allowed.")
     chunks, total = [], 0
     deadline = time.monotonic() + READ_DEADLINE

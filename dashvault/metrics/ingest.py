@@ -231,9 +231,13 @@ def _recompute(org: Organization, tz: ZoneInfo, keys: set[RollupKey]) -> None:
     by_series: dict[tuple[uuid.UUID, str], set[dt.date]] = {}
     for metric_id, day, dimension in keys:
         by_series.setdefault((metric_id, dimension), set()).add(day)
+    one_day = dt.timedelta(days=1)
     for (metric_id, dimension), days in by_series.items():
-        start, _ = day_bounds(min(days), tz)
-        _, end = day_bounds(max(days), tz)
+        # A day on each side: where a clock is set back across midnight (St. John's until
+        # 2011: 00:01 back to 23:01), the repeated hour belongs to the earlier day but lies
+        # after day_bounds' end. local_day below keeps only the wanted days.
+        start, _ = day_bounds(min(days) - one_day, tz)
+        _, end = day_bounds(max(days) + one_day, tz)
         points = (
             DataPoint.objects.filter(
                 metric_id=metric_id, dimension=dimension, ts__gte=start, ts__lt=end

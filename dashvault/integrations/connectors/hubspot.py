@@ -42,17 +42,23 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
         for deal in results:
             if not isinstance(deal, dict):
                 continue
-            record = dict(deal.get("properties") or {})
+            values = deal.get("properties") or {}
+            if not isinstance(values, dict):
+                raise SyncError("HubSpot's answer holds a deal whose properties are no object.")
+            record = dict(values)
             record["id"] = deal.get("id")
             modified = _millis(record.get("hs_lastmodifieddate"))
             if modified and (not newest or int(modified) > int(newest)):
                 newest = modified
             page.append(record)
         yield page
-        after = ((data.get("paging") or {}).get("next") or {}).get("after")
+        paging = data.get("paging") or {}
+        if not isinstance(paging, dict) or not isinstance(paging.get("next") or {}, dict):
+            raise SyncError("HubSpot's answer holds paging of another shape.")
+        after = (paging.get("next") or {}).get("after")
         if not after:
             break
-        if str(after).isdigit() and int(after) >= SEARCH_WINDOW - body["limit"]:
+        if _digits(str(after)) and int(after) >= SEARCH_WINDOW - body["limit"]:
             # The search API pages no further than 10,000 results: search again from the
             # newest modification seen (sorted ascending, so nothing is skipped; the deals at
             # that very millisecond come again and replace themselves by id).
@@ -77,7 +83,7 @@ def _millis(value: Any) -> str:
     if value is None or value == "":
         return ""
     text = str(value)
-    if text.isdigit():
+    if _digits(text):
         return text
     import datetime as dt
 
@@ -86,6 +92,10 @@ def _millis(value: Any) -> str:
     except ValueError:
         return ""
     return str(int(when.timestamp() * 1000))
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() is true too, but int("²") raises
 
 
 def session_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,10 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
             if updated > newest:
                 newest = updated
         yield page
-        cursor = (data.get("additional_data") or {}).get("next_cursor")
+        additional = data.get("additional_data") or {}
+        if not isinstance(additional, dict):
+            raise SyncError("Pipedrive's answer holds additional_data of another shape.")
+        cursor = additional.get("next_cursor")
         if not cursor:
             break
         params["cursor"] = cursor

@@ -46,7 +46,10 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
             following = dig(data, str(config.get("next_path", "")))
             if not following:
                 break
-            url, params = urljoin(url, str(following)), {}
+            try:
+                url, params = urljoin(url, str(following)), {}
+            except ValueError:  # such as "http://[x" (not an IPv6 address)
+                raise SyncError("The answer's next page link is not a valid address.") from None
         elif pagination == "cursor":
             cursor = dig(data, str(config.get("cursor_path", "")))
             if not cursor:

@@ -36,7 +36,10 @@ def fetch(session: Session, config: dict[str, Any], full: bool) -> Iterator[list
         following = data.get("nextRecordsUrl")
         if data.get("done", True) or not following:
             break
-        url = urljoin(base + "/", str(following))
+        try:
+            url = urljoin(base + "/", str(following))
+        except ValueError:  # such as "http://[x" (not an IPv6 address)
+            raise SyncError("Salesforce's nextRecordsUrl is not a valid address.") from None
     else:
         raise SyncError(f"More than {MAX_PAGES} pages: stopped.")
 

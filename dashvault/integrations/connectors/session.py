@@ -145,11 +145,12 @@ def _with_params(url: str, params: dict[str, Any] | None) -> str:
 
 
 def dig(data: Any, path: str) -> Any:
-    """The value at a dotted path ("data.items", "properties.amount"); "" is `data` itself."""
+    """The value at a dotted path ("data.items", "properties.amount"); "" is `data` itself.
+    Only ASCII digits index a list: "²".isdigit() is true too, but int("²") raises."""
     for part in filter(None, path.split(".")):
         if isinstance(data, dict):
             data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+        elif isinstance(data, list) and part.isascii() and part.isdigit() and int(part) < len(data):
             data = data[int(part)]
         else:
             return None
