@@ -627,16 +627,17 @@ def test_prune_removes_what_a_killed_backup_left_in_the_folder(tmp_path: Path) -
     payloads: list[Path] = []
     try:
         deadline = time.monotonic() + 60
-        # `payload` appears once the copy is complete, while it is being compressed.
+        # The encrypted part appears once the plain copy (`payload`) is complete, while it is
+        # being compressed and encrypted.
         while not payloads and process.poll() is None and time.monotonic() < deadline:
-            payloads = list(site.backup_dir.glob("dashvault-scratch-*/payload"))
+            payloads = list(site.backup_dir.glob("dashvault-*.age.part"))
             time.sleep(0.002)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     if not payloads:  # not the bug: the test missed its moment
         pytest.fail("the backup finished before the test could kill it")
-    copies = list(site.backup_dir.glob("dashvault-scratch-*/copy.sqlite3"))
+    copies = list(site.backup_dir.glob("dashvault-scratch-*/payload"))
     if not copies or not copies[0].read_bytes()[:16].startswith(b"SQLite format 3"):
         pytest.fail("no unencrypted copy in the backup folder after the kill")
     old = time.time() - 2 * DAY
