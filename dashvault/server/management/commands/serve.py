@@ -37,6 +37,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.EMBEDDED and not (settings.TLS_CERT and settings.TLS_KEY):
+            # Before anything starts (the job consumer, collectstatic), not after.
+            raise CommandError(
+                "DASHVAULT_TLS_CERT and DASHVAULT_TLS_KEY are required in production"
+            )
         try:
             keyring()  # fail at start-up, not at the first encrypted read
         except (OSError, KeyringError) as exc:
