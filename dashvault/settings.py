@@ -83,14 +83,16 @@ BACKUP_S3_BUCKET = envstr("BACKUP_S3_BUCKET")
 BACKUP_S3_PREFIX = envstr("BACKUP_S3_PREFIX")
 BACKUP_S3_ENDPOINT_URL = envstr("BACKUP_S3_ENDPOINT_URL")
 BACKUP_S3_REGION = envstr("BACKUP_S3_REGION")
-BACKUP_S3_LOCK_DAYS = envint("BACKUP_S3_LOCK_DAYS", 0)
+BACKUP_S3_LOCK_DAYS = envint("BACKUP_S3_LOCK_DAYS", 0, minimum=0)
+if BACKUP_S3_LOCK_DAYS and not BACKUP_S3_BUCKET:
+    raise ImproperlyConfigured("DASHVAULT_BACKUP_S3_LOCK_DAYS needs DASHVAULT_BACKUP_S3_BUCKET")
 BACKUP_S3_LOCK_MODE = envstr("BACKUP_S3_LOCK_MODE", "COMPLIANCE")
 if BACKUP_S3_LOCK_MODE not in ("COMPLIANCE", "GOVERNANCE"):
     raise ImproperlyConfigured("DASHVAULT_BACKUP_S3_LOCK_MODE must be COMPLIANCE or GOVERNANCE")
 # The erasure ledger (dashvault/privacy/ledger.py): ids of erased people and deleted orgs, kept
 # outside the database so restores re-apply them. Scale-out: put it on storage every app
 # process shares (a copy also goes to the backup target).
-ERASURE_LEDGER = Path(envstr("ERASURE_LEDGER", str(DATA_DIR / "erasure-ledger.jsonl")))
+ERASURE_LEDGER = Path(envstr("ERASURE_LEDGER", str(DATA_DIR / "erasure-ledger.jsonl"))).resolve()
 # Background jobs (dashvault/jobs/queue.py): run each task at once in the caller instead of
 # queueing it (tests; never in production).
 JOBS_IMMEDIATE = envbool("JOBS_IMMEDIATE", False)

@@ -377,17 +377,19 @@ def test_no_erasure_goes_on_without_the_ledger(
 # -- `dashvault serve` re-applies the ledger before serving anyone -----------------------------
 
 
-def serve_until_checkpoints(monkeypatch: Any) -> str:
-    """Run `serve` up to the step after the ledger's (the audit checkpoints), and stop there."""
+def serve_until_static(monkeypatch: Any) -> str:
+    """Run `serve` up to the step after the ledger's (collecting static files, before the
+    jobs and the server start), and stop there."""
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
-    from dashvault.audit import checkpoints
+    from dashvault.server.management.commands import serve
 
-    def stop_here() -> None:
-        raise checkpoints.CheckpointError("stopped by the test")
+    def stop_here(name: str, *args: Any, **kwargs: Any) -> None:
+        if name == "collectstatic":
+            raise CommandError("stopped by the test")
 
-    monkeypatch.setattr(checkpoints, "load", stop_here)
+    monkeypatch.setattr(serve, "call_command", stop_here)
     with pytest.raises(CommandError) as stopped:
         call_command("serve", "--no-migrate")
     return str(stopped.value)
@@ -397,7 +399,7 @@ def test_serve_reapplies_the_ledger_before_anything_else_starts(
     monkeypatch: Any, org_a: Organization, admin_a: User, viewer_a: User
 ) -> None:
     ledger.append("person", viewer_a.pk, org_a.pk)  # as if restored after the erasure
-    assert serve_until_checkpoints(monkeypatch) == "Audit checkpoints: stopped by the test"
+    assert serve_until_static(monkeypatch) == "stopped by the test"
     assert not User.objects.filter(pk=viewer_a.pk).exists()
     assert User.objects.filter(pk=admin_a.pk).exists()
     assert AuditEntry.objects.filter(action="erasure.reapply").count() == 1
@@ -408,6 +410,6 @@ def test_serve_refuses_to_start_on_a_damaged_ledger(
 ) -> None:
     own_ledger.parent.mkdir(parents=True)
     own_ledger.write_text("damaged\n" + entry(id=str(viewer_a.pk), org=str(org_a.pk)).line())
-    message = serve_until_checkpoints(monkeypatch)
+    message = serve_until_static(monkeypatch)
     assert message.startswith("Erasure ledger: erasure ledger line 1 is damaged")
     assert User.objects.filter(pk=viewer_a.pk).exists()

@@ -52,7 +52,8 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 def _in_range(value: dt.datetime) -> dt.datetime:
     if not EARLIEST <= value < LATEST:
         raise ValueError("timestamp must be between 1900-01-01 and 2200-01-01")
-    return value
+    # In UTC from here on: Python takes offsets up to ±23:59, PostgreSQL only up to ±15:59.
+    return value.astimezone(dt.UTC)
 
 
 # pydantic also reads a number, or numeric text, as Unix time: only ISO 8601 text (a date, then

@@ -30,13 +30,7 @@ def write(target: targets.Target, recipient: Any) -> int:
 
     Refused while an org holds sealed fields but no data key (a database restored by hand,
     without `backup restore`): rewriting then would destroy the keys it still needs."""
-    keyless = _sealed_without_key()
-    if keyless:
-        raise BackupError(
-            f"{keyless} org(s) hold encrypted fields but no data key (a database restored "
-            f"without `dashvault backup restore`?): {NAME} was left as it is. Run "
-            "`dashvault backup restore` to take the keys back from it."
-        )
+    check_writable()
     rows = [
         {
             "org": str(key.org_id),
@@ -53,6 +47,16 @@ def write(target: targets.Target, recipient: Any) -> int:
     return len(rows)
 
 
+def check_writable() -> None:
+    keyless = _sealed_without_key()
+    if keyless:
+        raise BackupError(
+            f"{keyless} org(s) hold encrypted fields but no data key (a database restored "
+            f"without `dashvault backup restore`?): {NAME} was left as it is. Run "
+            "`dashvault backup restore` to take the keys back from it."
+        )
+
+
 def _sealed_without_key() -> int:
     from dashvault.integrations.models import Integration
     from dashvault.sso.models import IdentityProvider
@@ -62,18 +66,24 @@ def _sealed_without_key() -> int:
     return len(sealed - set(DataKey.objects.values_list("org", flat=True)))
 
 
-def read(target: targets.Target, identity: Any) -> list[dict[str, Any]]:
-    """The escrowed keys; an empty list when the target has no escrow."""
+def identities(keys: Any) -> list[Any]:
+    """One age identity or several (snapshot.identity_from), as pyrage takes them."""
+    return list(keys) if isinstance(keys, list | tuple) else [keys]
+
+
+def read(target: targets.Target, identity: Any) -> list[dict[str, Any]] | None:
+    """The escrowed keys; None when the target has no escrow."""
     sealed = target.get_bytes(NAME)
     if sealed is None:
-        return []
+        return None
     try:
         sink = io.BytesIO()
-        pyrage.decrypt_io(io.BytesIO(sealed), sink, [identity])
+        pyrage.decrypt_io(io.BytesIO(sealed), sink, identities(identity))
         return list(json.loads(sink.getvalue())["keys"])
     except (pyrage.DecryptError, ValueError, KeyError, TypeError):
         raise BackupError(
-            f"{NAME} on {target.describe()} does not open with this key, or is damaged."
+            f"{NAME} on {target.describe()} does not decrypt with this key (a different key, "
+            "or a damaged file). Nothing was restored."
         ) from None
 
 

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 import pyrage
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from isal import igzip, isal_zlib
 from pyrage import x25519
@@ -132,6 +132,7 @@ def create(now: dt.datetime | None = None) -> Backup:
         schema=_schema(),
         version=_version(),
     )
+    escrow.check_writable()  # before anything is uploaded (and perhaps locked)
     locked = targets.lock_until(now)
     target.put_file(part, file, lock_until=locked)
     # Before the manifest: a backup that counts always has the keys and erasures it needs.
@@ -364,19 +365,23 @@ def leftovers() -> list[tuple[targets.Target, str]]:
     return found
 
 
-def identity_from(path: Path) -> Any:
-    """The age private key in `path` (the line starting AGE-SECRET-KEY-)."""
+def identity_from(path: Path) -> list[Any]:
+    """Every age private key in `path` (lines starting AGE-SECRET-KEY-): after the backup key
+    was changed, the old and the new key in one file open old and new backups alike."""
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise BackupError(f"Cannot read the key file: {exc.strerror}.") from None
-    for line in lines:
-        if line.strip().startswith("AGE-SECRET-KEY-"):
+    found = []
+    for line in (line.strip() for line in lines):
+        if line.startswith("AGE-SECRET-KEY-"):
             try:
-                return x25519.Identity.from_str(line.strip())
+                found.append(x25519.Identity.from_str(line))
             except pyrage.IdentityError:
-                break
-    raise BackupError(f"{path} holds no age private key (AGE-SECRET-KEY-...).")
+                raise BackupError(f"{path} holds a damaged age private key.") from None
+    if not found:
+        raise BackupError(f"{path} holds no age private key (AGE-SECRET-KEY-...).")
+    return found
 
 
 def decrypt_to(backup: Backup, identity: Any, payload: Path) -> None:
@@ -396,7 +401,7 @@ def _decrypt(backup: Backup, stored: Path, identity: Any, payload: Path) -> None
     encrypted = payload.with_name(payload.name + ".dec")
     try:
         with open(stored, "rb") as source, open(encrypted, "wb") as sink:
-            pyrage.decrypt_io(source, sink, [identity])
+            pyrage.decrypt_io(source, sink, escrow.identities(identity))
     except pyrage.DecryptError:
         encrypted.unlink(missing_ok=True)
         raise BackupError(
@@ -487,28 +492,56 @@ class Restored:
     warnings: list[str]
 
 
-def finish_restore(backup: Backup, identity: Any) -> Restored:
-    """Run right after the database is back, before anything serves it: re-apply every
-    erasure in the ledger (the local file merged with the target's copy), then take the data
-    keys of the orgs that remain from the escrow. Audited in the platform chain."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a restore needs from beside the backup, read before the database is touched."""
+
+    entries: list[ledger.Erasure]
+    keys: list[dict[str, Any]]
+    warnings: list[str]
+
+
+def prepare_restore(identity: Any) -> Prepared:
+    """Read the erasure ledger (local file and the target's copy) and the data-key escrow
+    first: a restore that could not re-apply every erasure, or take the keys back, must not
+    replace the database at all."""
+    target = targets.current()
+    try:
+        copy = target.get_bytes(ledger.NAME)
+        entries = ledger.merge(ledger.entries(), ledger.parse(copy.decode()) if copy else [])
+    except (ledger.LedgerError, UnicodeDecodeError) as exc:
+        raise BackupError(
+            f"The erasure ledger cannot be read ({exc}): nothing was restored, since erased "
+            "data could come back."
+        ) from None
+    keys = escrow.read(target, identity)  # BackupError: not with this key, or damaged
+    warnings = []
+    if copy is None:
+        warnings.append(f"no copy of the erasure ledger on {target.describe()}: the local one")
+    if keys is None:
+        warnings.append("no data-key escrow on the target: encrypted fields must be entered again")
+    return Prepared(entries, keys or [], warnings)
+
+
+def finish_restore(backup: Backup, prepared: Prepared) -> Restored:
+    """Run right after the database is back, before anything serves it: take the data keys
+    of the orgs it holds from the escrow, then re-apply every erasure of the ledger. Audited
+    in the platform chain."""
     from dashvault import audit
     from dashvault.privacy import erasure
 
     connections.close_all()  # the file or the database under them was replaced
-    target = targets.current()
-    warnings = []
-    try:
-        entries = ledger.mirror(target)
-    except BackupError as exc:
-        entries = ledger.entries()
-        warnings.append(f"the ledger's copy on the target was not read ({exc}); used the local one")
+    warnings = list(prepared.warnings)
     # Keys first: re-applying queues a rewrite of the escrow, which must find them in place
     # (a rewrite from a database without keys would empty it).
-    keys = escrow.reinstate(escrow.read(target, identity))
-    people, orgs = erasure.reapply(entries)
-    if not target.get_bytes(escrow.NAME):
-        warnings.append("no data-key escrow on the target: encrypted fields must be entered again")
-    audit.record("backup.restore", backup=backup.name, people=people, orgs=orgs, keys=keys)
+    keys = escrow.reinstate(prepared.keys)
+    people, orgs = erasure.reapply(prepared.entries)
+    try:
+        ledger.mirror(targets.current())  # both copies hold the union from now on
+    except (BackupError, ledger.LedgerError) as exc:
+        warnings.append(f"the ledger's copies were not brought together: {exc}")
+    with transaction.atomic():
+        audit.record("backup.restore", backup=backup.name, people=people, orgs=orgs, keys=keys)
     return Restored(people, orgs, keys, warnings)
 
 

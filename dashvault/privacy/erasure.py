@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 from allauth.usersessions.models import UserSession
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 
@@ -88,6 +90,8 @@ def reapply(entries: Iterable[ledger.Erasure]) -> tuple[int, int]:
 def _erase_people(ids: list[uuid.UUID]) -> None:
     if not ids:
         return
+    addresses = list(User.objects.filter(pk__in=ids).values_list("email", flat=True))
+    transaction.on_commit(lambda: _scrub_outbox(addresses), robust=True)
     for session in UserSession.objects.filter(user_id__in=ids):
         session.end()  # out of the session store (and cache), not only the tracking row
     # The rest goes by the foreign keys: CASCADE for what names them, SET_NULL for what the
@@ -105,11 +109,39 @@ def _delete_orgs(ids: list[uuid.UUID]) -> None:
     recheck(dashboard_ids=dashboards)  # open TVs find nothing and close
 
 
+def _scrub_outbox(addresses: list[str]) -> None:
+    """Embedded mode writes mail (invitations, set-password links) to files: those naming an
+    erased person go with them."""
+    folder = getattr(settings, "EMAIL_FILE_PATH", None)
+    if not folder or not addresses:
+        return
+    for path in Path(folder).glob("*"):
+        try:
+            text = path.read_text(errors="replace").lower()
+        except OSError:
+            continue
+        if any(address.lower() in text for address in addresses):
+            path.unlink(missing_ok=True)
+
+
 def _after_erasure(*, keys_changed: bool = False) -> None:
     from dashvault.backups.jobs import mirror_erasures
 
     transaction.on_commit(_truncate_wal, robust=True)
+    # The ledger's copy on the backup target is brought up to date here, by the process that
+    # wrote the entry (in scale-out a worker would only mirror its own host's ledger); the
+    # job retries when the target does not answer now, and rewrites the escrow.
+    transaction.on_commit(_mirror_now, robust=True)
     enqueue(mirror_erasures, keys_changed)
+
+
+def _mirror_now() -> None:
+    from dashvault.backups import targets
+
+    try:
+        ledger.mirror(targets.current())
+    except Exception as exc:  # the target's own errors; the queued job tries again
+        logger.warning("privacy: the ledger's copy on the backup target waits: %s", exc)
 
 
 def _truncate_wal() -> None:
@@ -120,6 +152,9 @@ def _truncate_wal() -> None:
         return
     try:
         with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
     except DatabaseError as exc:
-        logger.info("privacy: WAL checkpoint deferred: %s", exc)
+        logger.warning("privacy: WAL checkpoint after an erasure deferred: %s", exc)
+        return
+    if busy:  # readers still held old pages: the next checkpoint (on restart) truncates
+        logger.warning("privacy: WAL checkpoint after an erasure was busy; it truncates later")

@@ -8,6 +8,7 @@ name first: irreversible, so never one click.
 from __future__ import annotations
 
 import json
+import logging
 
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -22,14 +23,25 @@ from dashvault import audit
 from dashvault.accounts.models import User
 from dashvault.policy.access import access_member, require_org_admin
 from dashvault.policy.principal import Principal, member_required
-from dashvault.privacy import erasure, export
+from dashvault.privacy import erasure, export, ledger
 from dashvault.privacy.forms import ConfirmForm
+
+logger = logging.getLogger(__name__)
 
 
 def _download(body: str, name: str) -> HttpResponse:
     response = HttpResponse(body, content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+def _ledger_down(request: HttpRequest, template: str, context: dict[str, object]) -> HttpResponse:
+    # Nothing was changed: the ledger entry comes first, and it could not be written.
+    logger.error("privacy: the erasure ledger cannot be written; nothing was erased")
+    context["form"].add_error(  # type: ignore[attr-defined]
+        None, "Erasure is unavailable right now (its ledger cannot be written): nothing changed."
+    )
+    return render(request, template, context, status=503)
 
 
 def _person_download(person: User, *, acting: User, ip: str | None) -> HttpResponse:
@@ -58,15 +70,19 @@ def member_export(request: HttpRequest, principal: Principal, user_id: str) -> H
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache
 @member_required
 def member_erase(request: HttpRequest, principal: Principal, user_id: str) -> HttpResponse:
     person = access_member(principal, user_id)
-    form = ConfirmForm(request.POST or None, expected=person.email, what="e-mail address")
+    data = request.POST if request.method == "POST" else None
+    form = ConfirmForm(data, expected=person.email, what="e-mail address")
     if request.method == "POST" and form.is_valid():
         try:
             erasure.erase_person(person, acting=principal.user, ip=principal.ip)
         except ValidationError as exc:
             form.add_error(None, exc)
+        except ledger.LedgerError:
+            return _ledger_down(request, "privacy/erase.html", {"member": person, "form": form})
         else:
             messages.success(request, "The person's personal data was erased.")
             return redirect("member_list")
@@ -92,9 +108,13 @@ def org_export(request: HttpRequest, principal: Principal) -> StreamingHttpRespo
 def org_delete(request: HttpRequest, principal: Principal) -> HttpResponse:
     require_org_admin(principal)
     org = principal.member_org
-    form = ConfirmForm(request.POST or None, expected=org.name, what="organization name")
+    data = request.POST if request.method == "POST" else None
+    form = ConfirmForm(data, expected=org.name, what="organization name")
     if request.method == "POST" and form.is_valid():
-        erasure.delete_org(org, acting=principal.user, ip=principal.ip)
+        try:
+            erasure.delete_org(org, acting=principal.user, ip=principal.ip)
+        except ledger.LedgerError:
+            return _ledger_down(request, "privacy/org_delete.html", {"form": form})
         logout(request)  # their account went with the org
         messages.success(request, "The organization and all its data were deleted.")
         return redirect("account_login")

@@ -31,7 +31,10 @@ class Command(BaseCommand):
             )
             one.add_argument("backup", help="the backup's name, file or manifest")
             one.add_argument(
-                "--key", required=True, type=Path, help="file holding the age private key"
+                "--key",
+                required=True,
+                type=Path,
+                help="file holding the age private key (or keys: every AGE-SECRET-KEY line)",
             )
         sub.choices["restore"].add_argument(
             "--replace",
@@ -97,6 +100,7 @@ class Command(BaseCommand):
     def do_restore(self, options: dict[str, Any]) -> None:
         backup = snapshot.find(options["backup"])
         identity = snapshot.identity_from(options["key"])
+        prepared = snapshot.prepare_restore(identity)  # refuses before anything is replaced
         if backup.engine == "sqlite":
             target = Path(settings.DATABASES["default"]["NAME"])
             tables = snapshot.restore_sqlite(backup, identity, target, replace=options["replace"])
@@ -104,7 +108,7 @@ class Command(BaseCommand):
         else:
             snapshot.restore_postgresql(backup, identity)
             self.stdout.write(f"Restored {backup.file} into the PostgreSQL database.")
-        done = snapshot.finish_restore(backup, identity)
+        done = snapshot.finish_restore(backup, prepared)
         self.stdout.write(
             f"Erasure ledger re-applied: {done.people} person(s) erased and {done.orgs} org(s) "
             f"deleted again. {done.keys} data key(s) taken from the escrow."

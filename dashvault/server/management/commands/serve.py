@@ -49,15 +49,15 @@ class Command(BaseCommand):
         if settings.EMBEDDED and not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         try:
+            checkpoints.load()  # the signing key and the checkpoints must be in order
+        except (OSError, checkpoints.CheckpointError) as exc:
+            raise CommandError(f"Audit checkpoints: {exc}") from None
+        try:
             # Erasures recorded but not in this database (a restore, or a crash between the
             # ledger and the commit) are carried out before anyone is served.
             erasure.reapply(ledger.entries())
         except ledger.LedgerError as exc:
             raise CommandError(f"Erasure ledger: {exc}") from None
-        try:
-            checkpoints.load()  # the signing key and the checkpoints must be in order
-        except (OSError, checkpoints.CheckpointError) as exc:
-            raise CommandError(f"Audit checkpoints: {exc}") from None
         call_command("collectstatic", interactive=False, verbosity=0)
         checkpoints.start_hourly()
         # Embedded mode runs the background jobs (integration syncs) in this process; in
