@@ -352,6 +352,40 @@ def test_a_wrong_key_is_refused_clearly(site: Site, taken: Taken, tmp_path: Path
 
 
 @servers
+def test_a_key_file_may_hold_the_old_and_the_new_key(
+    site: Site, taken: Taken, tmp_path: Path
+) -> None:
+    both = tmp_path / "keys.txt"
+    other = dashvault(tmp_path, "backup", "keygen").stdout  # a newer pair, listed first
+    both.write_text(other + "\n" + site.key.read_text())
+    verified = site.run("backup", "verify", taken.name, "--key", str(both)).stdout
+    assert f"{taken.file}: restores, " in verified
+
+
+@servers
+def test_a_restore_that_cannot_read_the_ledger_replaces_nothing(
+    site: Site, taken: Taken
+) -> None:
+    copy = site.backup_dir / "erasure-ledger.jsonl"
+    kept = copy.read_bytes() if copy.exists() else None
+    copy.write_text('{"kind": "person", "id": "not an id"}\n')  # damaged
+    try:
+        data_before = files_of(site.data_dir)
+        done = site.run(
+            "backup", "restore", taken.name, "--key", str(site.key), "--replace", check=False
+        )
+        assert done.returncode != 0
+        assert "The erasure ledger cannot be read" in done.stderr, done.stderr
+        assert "nothing was restored" in done.stderr
+        assert files_of(site.data_dir) == data_before
+    finally:
+        if kept is None:
+            copy.unlink()
+        else:
+            copy.write_bytes(kept)
+
+
+@servers
 def test_a_key_file_without_a_key_is_refused_clearly(
     site: Site, taken: Taken, tmp_path: Path
 ) -> None:

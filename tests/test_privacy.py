@@ -39,7 +39,7 @@ from dashvault.kiosk.actions import do_create_kiosk_link
 from dashvault.kiosk.models import KioskLink
 from dashvault.metrics.models import Metric
 from dashvault.orgs.models import Group, Organization
-from dashvault.privacy import ledger
+from dashvault.privacy import erasure, ledger
 from dashvault.sso.models import IdentityProvider
 from tests.conftest import PASSWORD, SecureClient, make_client
 
@@ -430,3 +430,25 @@ def test_the_email_is_in_no_byte_of_the_sqlite_files_after_erasure(
         assert found == []
         assert b"admin@a.example" in files[database.name]  # the others' rows are still read
         assert not User.objects.filter(email=EMAIL).exists()
+
+
+def test_erasure_removes_the_mail_naming_the_person_from_the_outbox(
+    settings: Any,
+    tmp_path: Path,
+    own_ledger: Path,
+    admin_a: User,
+    viewer_a: User,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Embedded mode writes mail to files (an invitation with a set-password link, say).
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    settings.EMAIL_FILE_PATH = outbox
+    theirs = outbox / "invite.log"
+    theirs.write_text(f"To: {viewer_a.email.upper()}\n\nYour link: https://example/set\n")
+    others = outbox / "other.log"
+    others.write_text(f"To: {admin_a.email}\n\nYour link: https://example/set\n")
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure.erase_person(viewer_a, acting=admin_a, ip=None)
+    assert not theirs.exists()
+    assert others.exists()
