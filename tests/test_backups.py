@@ -363,9 +363,7 @@ def test_a_key_file_may_hold_the_old_and_the_new_key(
 
 
 @servers
-def test_a_restore_that_cannot_read_the_ledger_replaces_nothing(
-    site: Site, taken: Taken
-) -> None:
+def test_a_restore_that_cannot_read_the_ledger_replaces_nothing(site: Site, taken: Taken) -> None:
     copy = site.backup_dir / "erasure-ledger.jsonl"
     kept = copy.read_bytes() if copy.exists() else None
     copy.write_text('{"kind": "person", "id": "not an id"}\n')  # damaged

@@ -654,10 +654,9 @@ OFF_SITE = {
 # A few of them for the flows that cost a sign-in each.
 OFF_SITE_SAMPLE = ["absolute-https", "scheme-relative", "slash-backslash", "javascript"]
 
+
 def off_site_params() -> list[Any]:
-    return [
-        pytest.param(name, id=name) for name in sorted(OFF_SITE)
-    ]
+    return [pytest.param(name, id=name) for name in sorted(OFF_SITE)]
 
 
 def payload(site: Site, name: str) -> str:
