@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from dashvault.backups.errors import BackupError
+from dashvault.lib.files import write_atomically
 
 PART = ".part"  # a file being written; never a backup
 
@@ -86,18 +86,7 @@ class FolderTarget:
             shutil.move(local, self.folder / name)
 
     def put_bytes(self, name: str, data: bytes, *, lock_until: dt.datetime | None) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A part of its own (mode 0600) per writer: two writers never share one.
-        fd, part = tempfile.mkstemp(prefix=name + ".", suffix=PART, dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(part, self.folder / name)  # readers see the old file or the new, whole
-        except BaseException:
-            Path(part).unlink(missing_ok=True)
-            raise
+        write_atomically(self.folder / name, data)
 
     def get_bytes(self, name: str) -> bytes | None:
         try:

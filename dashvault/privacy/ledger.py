@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from dashvault.lib.files import write_atomically
+
 if TYPE_CHECKING:
     from dashvault.backups.targets import Target
 
@@ -152,11 +154,4 @@ def _read_text() -> str:
 
 
 def _rewrite(text: str) -> None:
-    file = path()
-    part = file.with_name(file.name + ".part")
-    with open(part, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(part, 0o600)
-    os.replace(part, file)
+    write_atomically(path(), text.encode())
